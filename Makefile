@@ -1,0 +1,29 @@
+# Each target sets up .venv itself; the install is redone only when pyproject.toml or TORCH changes.
+PYTHON ?= python3
+TORCH ?= torch==2.13.0
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(subst =,-,$(subst $() ,_,$(TORCH)))
+
+.PHONY: install train test lint bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check "$(TORCH)"
+	$(PY) -m pip install --quiet --disable-pip-version-check -e ".[dev]"
+	rm -f $(VENV)/.installed-*
+	touch $@
+
+train: $(STAMP)
+	$(PY) -m litforge.train $(ARGS)
+
+test: $(STAMP)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check src tests
+
+clean:
+	rm -rf $(VENV) logs/train logs/eval .pytest_cache

@@ -1,0 +1,1 @@
+"""litforge: five deep-learning tasks on PyTorch Lightning, composed by Hydra."""

@@ -1,0 +1,91 @@
+"""Train a task: `python -m litforge.train [overrides]` (configs in conf/, root conf/train.yaml)."""
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+
+from litforge.utils.config import check_override_types, require_file, value_overrides
+from litforge.utils.errors import UserError, report_user_errors
+
+log = logging.getLogger(__name__)
+
+
+def validate(cfg: DictConfig) -> None:
+    """Checks that must answer in a second, before torch and lightning are imported."""
+    from hydra.core.hydra_config import HydraConfig
+
+    overrides = list(HydraConfig.get().overrides.task)
+    groups, values = value_overrides(overrides)
+    if values:
+        baseline = hydra.compose(HydraConfig.get().job.config_name, overrides=groups)
+        check_override_types(cfg, overrides, baseline)
+    if cfg.get("ckpt_path"):
+        require_file(cfg.ckpt_path, "checkpoint file", "ckpt_path")
+
+
+def train(cfg: DictConfig) -> dict[str, float]:
+    """Fit, then test the best checkpoint; returns every metric, the optimised one included."""
+    import lightning.pytorch as L
+
+    from litforge.callbacks.run_config import StoreRunConfig
+    from litforge.utils.build import instantiate_datamodule, instantiate_task, prepare_datamodule
+    from litforge.utils.extras import apply_extras
+    from litforge.utils.instantiate import instantiate_callbacks, instantiate_loggers, instantiate_trainer
+    from litforge.utils.metrics import as_floats, write_metrics
+    from litforge.utils.rich_utils import print_metrics_table
+
+    apply_extras(cfg)
+    if cfg.get("seed") is not None:
+        L.seed_everything(cfg.seed, workers=True)
+    datamodule = instantiate_datamodule(cfg.data)
+    prepare_datamodule(datamodule)
+    model = instantiate_task(cfg.model, datamodule.model_kwargs())
+    loggers = instantiate_loggers(cfg.get("logger"))
+    callbacks = instantiate_callbacks(cfg.get("callbacks"), has_logger=bool(loggers))
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    callbacks.append(StoreRunConfig(resolved))
+    trainer = instantiate_trainer(cfg.trainer, callbacks, loggers)
+    for logger in loggers:
+        logger.log_hyperparams({**resolved, "precision_run": str(trainer.precision)})
+
+    metrics: dict[str, Any] = {}
+    if cfg.get("train"):
+        trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+        metrics.update(trainer.callback_metrics)
+        checkpoint = trainer.checkpoint_callback
+        if checkpoint is not None and checkpoint.monitor and checkpoint.best_model_score is not None:
+            metrics[checkpoint.monitor] = checkpoint.best_model_score
+    if cfg.get("test"):
+        best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+        if not best:
+            log.warning("no best checkpoint (fast_dev_run or no checkpointing): testing the current weights")
+        trainer.test(model, datamodule=datamodule, ckpt_path=best or None)
+        test_metrics = as_floats(trainer.callback_metrics)
+        metrics.update({k: v for k, v in test_metrics.items() if k.startswith("test/")})
+    metrics = as_floats(metrics)
+    if trainer.is_global_zero:
+        write_metrics(Path(cfg.paths.output_dir) / "metrics.json", metrics)
+        shown = [k for k in sorted(metrics) if k.startswith("test/")] or sorted(metrics)
+        print_metrics_table("final metrics", metrics, shown)
+        if trainer.checkpoint_callback is not None and trainer.checkpoint_callback.best_model_path:
+            log.info("best checkpoint: %s", trainer.checkpoint_callback.best_model_path)
+        log.info("run directory: %s", cfg.paths.output_dir)
+    return metrics
+
+
+@hydra.main(version_base="1.3", config_path="../../conf", config_name="train")
+def main(cfg: DictConfig) -> float | None:
+    with report_user_errors(cfg.paths.output_dir):
+        validate(cfg)
+        metrics = train(cfg)
+        name = cfg.get("optimized_metric")
+        if name and name not in metrics:
+            raise UserError(f"optimized_metric={name} was not logged; logged metrics: {sorted(metrics)}")
+        return metrics.get(name) if name else None
+
+
+if __name__ == "__main__":
+    main()
