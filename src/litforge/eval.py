@@ -23,7 +23,7 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except (RuntimeError, pickle.UnpicklingError, EOFError, OSError) as err:
         raise UserError(
-            f"ckpt_path={path}: not a readable checkpoint ({type(err).__name__}: {str(err).splitlines()[0]}). "
+            f"ckpt_path={path}: not a readable checkpoint ({type(err).__name__}: {str(err).splitlines()[0][:100]}). "
             "Give a .ckpt file written by litforge.train (e.g. <run dir>/checkpoints/last.ckpt)."
         ) from err
     if not isinstance(checkpoint, dict) or "litforge" not in checkpoint:
@@ -71,6 +71,9 @@ def evaluate(cfg: DictConfig, checkpoint_path: Path) -> dict[str, float]:
 def main(cfg: DictConfig) -> None:
     with report_user_errors(cfg.paths.output_dir):
         path = require_file(cfg.get("ckpt_path"), "checkpoint file", "ckpt_path")
+        from litforge.utils.instantiate import trainer_settings
+
+        trainer_settings(cfg.trainer)
         evaluate(cfg, path)
 
 

@@ -24,6 +24,9 @@ def validate(cfg: DictConfig) -> None:
         check_override_types(cfg, overrides, baseline)
     if cfg.get("ckpt_path"):
         require_file(cfg.ckpt_path, "checkpoint file", "ckpt_path")
+    from litforge.utils.instantiate import trainer_settings
+
+    trainer_settings(cfg.trainer)
 
 
 def train(cfg: DictConfig) -> dict[str, float]:

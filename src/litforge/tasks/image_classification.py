@@ -5,29 +5,12 @@ import hydra
 import torch
 from matplotlib.figure import Figure
 from torch import Tensor, nn
-from torchmetrics import MetricCollection
-from torchmetrics.classification import (
-    MulticlassAccuracy,
-    MulticlassConfusionMatrix,
-    MulticlassF1Score,
-    MulticlassPrecision,
-    MulticlassRecall,
-)
+from torchmetrics.classification import MulticlassConfusionMatrix
 
 from litforge.nets.init import init_weights
 from litforge.tasks.base import TaskModule
+from litforge.tasks.metrics import classification_metrics
 from litforge.utils.plots import confusion_matrix_figure
-
-
-def classification_metrics(num_classes: int) -> MetricCollection:
-    return MetricCollection(
-        {
-            "acc": MulticlassAccuracy(num_classes, average="micro"),
-            "f1": MulticlassF1Score(num_classes, average="macro"),
-            "precision": MulticlassPrecision(num_classes, average="macro"),
-            "recall": MulticlassRecall(num_classes, average="macro"),
-        }
-    )
 
 
 class ImageClassificationModule(TaskModule):

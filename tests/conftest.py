@@ -1,0 +1,36 @@
+import pytest
+import torch
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    skip_gpu = pytest.mark.skip(reason="needs a CUDA GPU")
+    skip_mps = pytest.mark.skip(reason="needs an Apple MPS device")
+    for item in items:
+        if "gpu" in item.keywords and not torch.cuda.is_available():
+            item.add_marker(skip_gpu)
+        if "mps" in item.keywords and not torch.backends.mps.is_available():
+            item.add_marker(skip_mps)
+
+
+def _hub_reachable() -> bool:
+    import socket
+
+    try:
+        socket.create_connection(("huggingface.co", 443), timeout=3).close()
+        return True
+    except OSError:
+        return False
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config._litforge_online = None
+
+
+@pytest.fixture(autouse=True)
+def _skip_network_tests_offline(request: pytest.FixtureRequest) -> None:
+    if request.node.get_closest_marker("network") is None:
+        return
+    if request.config._litforge_online is None:
+        request.config._litforge_online = _hub_reachable()
+    if not request.config._litforge_online:
+        pytest.skip("needs the Hugging Face hub, which is not reachable")
