@@ -6,9 +6,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     skip_gpu = pytest.mark.skip(reason="needs a CUDA GPU")
     skip_mps = pytest.mark.skip(reason="needs an Apple MPS device")
     for item in items:
-        if "gpu" in item.keywords and not torch.cuda.is_available():
+        if item.get_closest_marker("gpu") and not torch.cuda.is_available():
             item.add_marker(skip_gpu)
-        if "mps" in item.keywords and not torch.backends.mps.is_available():
+        if item.get_closest_marker("mps") and not torch.backends.mps.is_available():
             item.add_marker(skip_mps)
 
 

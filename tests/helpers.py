@@ -12,7 +12,7 @@ from omegaconf import DictConfig, open_dict
 from litforge.utils.config import CONFIG_DIR
 
 # quiet, fast runs that write under the test's own folder
-QUIET = ["extras=quiet", "callbacks.rich_progress_bar=null", "callbacks.model_summary=null"]
+QUIET = ["extras=quiet", "~callbacks.rich_progress_bar"]
 
 
 def compose_config(

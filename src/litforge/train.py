@@ -87,7 +87,10 @@ def main(cfg: DictConfig) -> float | None:
         name = cfg.get("optimized_metric")
         if name and name not in metrics:
             raise UserError(f"optimized_metric={name} was not logged; logged metrics: {sorted(metrics)}")
-        return metrics.get(name) if name else None
+        if not name:
+            return None
+        log.info("optimized metric %s = %.6f", name, metrics[name])
+        return metrics[name]
 
 
 if __name__ == "__main__":

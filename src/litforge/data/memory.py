@@ -1,0 +1,83 @@
+"""In-memory tensor data batched by index: one gather per batch, no per-sample collate."""
+
+from collections.abc import Sequence
+from typing import Any
+
+import lightning.pytorch as L
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset
+
+from litforge.utils.errors import UserError
+
+
+class TensorSplit(Dataset):
+    """Aligned tensors of one split; `__getitems__` returns a whole batch with one index op."""
+
+    def __init__(self, *tensors: Tensor) -> None:
+        if len({len(t) for t in tensors}) != 1:
+            raise ValueError("all tensors of a split need the same first dimension")
+        self.tensors = tensors
+
+    def __len__(self) -> int:
+        return len(self.tensors[0])
+
+    def __getitem__(self, index: int) -> tuple[Tensor, ...]:
+        return tuple(t[index] for t in self.tensors)
+
+    def __getitems__(self, indices: Sequence[int]) -> tuple[Tensor, ...]:
+        index = torch.as_tensor(indices)
+        return tuple(t[index] for t in self.tensors)
+
+
+def as_batch(batch: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
+    """The collate function for TensorSplit: the dataset already made the batch."""
+    return batch
+
+
+def split_indices(n: int, fractions: Sequence[float], seed: int) -> list[Tensor]:
+    """Shuffled index sets, one per fraction (the first takes the remainder); the same for a seed."""
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    sizes = [round(f * n) for f in fractions[1:]]
+    sizes.insert(0, n - sum(sizes))
+    return list(torch.split(order, sizes))
+
+
+class InMemoryDataModule(L.LightningDataModule):
+    """Train/val/test TensorSplits and their loaders; subclasses fill the splits in `setup`."""
+
+    def __init__(self, batch_size: int = 64, num_workers: int = 0, pin_memory: bool = False) -> None:
+        super().__init__()
+        if batch_size < 1:
+            raise UserError(f"data.batch_size={batch_size}: give a batch size of at least 1")
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        self.pin_memory = pin_memory
+        self.splits: dict[str, TensorSplit] = {}
+
+    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        return DataLoader(
+            self.splits[split],
+            batch_size=self.batch_size,
+            shuffle=shuffle,
+            collate_fn=as_batch,
+            num_workers=self.num_workers,
+            pin_memory=self.pin_memory,
+            persistent_workers=self.num_workers > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", shuffle=False)
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._loader("test", shuffle=False)
+
+    def model_kwargs(self) -> dict[str, Any]:
+        """What the task module needs from the data (shapes, class names, scaling)."""
+        raise NotImplementedError
