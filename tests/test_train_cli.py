@@ -145,3 +145,22 @@ def test_help_and_cfg_answer_without_training(tmp_path: Path) -> None:
     check_ok(proc)
     assert "OneCycleLR" in proc.stdout
     assert not run_dirs(tmp_path)
+
+
+def test_overfitting_a_few_batches_drives_the_loss_down(tmp_path: Path) -> None:
+    overrides = [
+        *QUIET,
+        "debug=overfit",
+        "trainer.max_epochs=25",
+        "trainer.detect_anomaly=false",
+        "callbacks.early_stopping=null",
+        "model.net.dropout=0.0",
+        "trainer.log_every_n_steps=1",
+    ]
+    check_ok(run_cli("litforge.train", overrides, tmp_path))
+    (run,) = run_dirs(tmp_path)
+    rows = (run / "csv/metrics.csv").read_text().splitlines()
+    column = rows[0].split(",").index("train/loss_epoch")
+    losses = [float(r.split(",")[column]) for r in rows[1:] if r.split(",")[column]]
+    assert len(losses) >= 20
+    assert losses[-1] < 0.1 * losses[0], losses
