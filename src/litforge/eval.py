@@ -40,9 +40,11 @@ def evaluate(cfg: DictConfig, checkpoint_path: Path) -> dict[str, float]:
     from litforge.utils.build import instantiate_datamodule, instantiate_task
     from litforge.utils.extras import apply_extras
     from litforge.utils.instantiate import instantiate_callbacks, instantiate_loggers, instantiate_trainer
+    from litforge.utils.logs import route_lightning_logs_to_root
     from litforge.utils.metrics import as_floats, write_metrics
     from litforge.utils.rich_utils import print_metrics_table
 
+    route_lightning_logs_to_root()
     apply_extras(cfg)
     checkpoint = load_checkpoint(checkpoint_path)
     run_cfg = OmegaConf.create(checkpoint["litforge"]["config"])

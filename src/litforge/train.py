@@ -37,9 +37,11 @@ def train(cfg: DictConfig) -> dict[str, float]:
     from litforge.utils.build import instantiate_datamodule, instantiate_task, prepare_datamodule
     from litforge.utils.extras import apply_extras
     from litforge.utils.instantiate import instantiate_callbacks, instantiate_loggers, instantiate_trainer
+    from litforge.utils.logs import route_lightning_logs_to_root
     from litforge.utils.metrics import as_floats, write_metrics
     from litforge.utils.rich_utils import print_metrics_table
 
+    route_lightning_logs_to_root()
     apply_extras(cfg)
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True)
