@@ -45,15 +45,6 @@ def test_fast_dev_run_per_trainer_preset(preset: str, tmp_path: Path) -> None:
     assert "test/acc" in proc.stdout
 
 
-@pytest.mark.slow
-def test_ddp_sim_runs_two_processes_into_one_run_dir(tmp_path: Path) -> None:
-    proc = run_cli("litforge.train", [*FAST, "trainer=ddp_sim"], tmp_path)
-    check_ok(proc)
-    (run,) = run_dirs(tmp_path)
-    assert (run / "checkpoints/last.ckpt").is_file()
-    assert "world_size: 2" in proc.stdout + proc.stderr or "GLOBAL_RANK: 1" in proc.stdout + proc.stderr
-
-
 def test_bf16_runs_on_cpu_when_16_mixed_is_asked(tmp_path: Path) -> None:
     proc = run_cli("litforge.train", [*QUIET, "trainer=cpu", "trainer.precision=16-mixed", "debug=fdr"], tmp_path)
     check_ok(proc)

@@ -1,6 +1,7 @@
 """Train a task: `python -m litforge.train [overrides]` (configs in conf/, root conf/train.yaml)."""
 
 import logging
+import math
 from pathlib import Path
 from typing import Any
 
@@ -83,14 +84,24 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
 @hydra.main(version_base="1.3", config_path="../../conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
-    with report_user_errors(cfg.paths.output_dir):
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    in_sweep = HydraConfig.get().mode == RunMode.MULTIRUN
+    with report_user_errors(cfg.paths.output_dir, exit_on_error=not in_sweep):
         validate(cfg)
-        metrics = train(cfg)
+        from litforge.utils.ddp import ddp_ranks_follow_the_job
+
+        with ddp_ranks_follow_the_job(cfg):
+            metrics = train(cfg)
         name = cfg.get("optimized_metric")
-        if name and name not in metrics:
-            raise UserError(f"optimized_metric={name} was not logged; logged metrics: {sorted(metrics)}")
         if not name:
             return None
+        if name not in metrics:
+            raise UserError(f"optimized_metric={name} was not logged; logged metrics: {sorted(metrics)}")
+        if not math.isfinite(metrics[name]):
+            # a sweeper cannot rank a NaN: the job is reported as failed instead
+            raise UserError(f"optimized metric {name} is {metrics[name]}: training diverged")
         log.info("optimized metric %s = %.6f", name, metrics[name])
         return metrics[name]
 

@@ -19,15 +19,20 @@ class UserError(Exception):
 
 
 @contextmanager
-def report_user_errors(run_dir: str | Path | None = None) -> Iterator[None]:
+def report_user_errors(run_dir: str | Path | None = None, exit_on_error: bool = True) -> Iterator[None]:
     """Turn a UserError into a message on stderr and exit status 2.
 
     A run directory that holds nothing but what Hydra wrote at start (.hydra/, the log file)
-    is removed, so a run refused at the door leaves no half-written output behind.
+    is removed, so a run refused at the door leaves no half-written output behind. Inside a
+    sweep (`exit_on_error=False`) the error is logged and raised: the sweeper records a
+    failed job and goes on with the next.
     """
     try:
         yield
     except UserError as err:
+        if not exit_on_error:
+            log.error("%s", err)
+            raise
         if os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
         log.debug("user error", exc_info=True)

@@ -1,0 +1,110 @@
+"""Hydra multiruns and DDP (simulated on CPU with gloo), alone and together."""
+
+import re
+from collections import defaultdict
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from tests.helpers import QUIET, check_ok, run_cli, run_dirs
+
+TINY = [
+    *QUIET,
+    "trainer.max_epochs=2",
+    "trainer.limit_train_batches=3",
+    "trainer.limit_val_batches=2",
+    "trainer.limit_test_batches=2",
+    "callbacks.model_summary=null",
+]
+RANK_LINE = re.compile(r"rank (\d) of (\d) runs config (\w+) in (\S+)")
+
+
+def configs_by_job(output: str) -> dict[str, dict[int, set[str]]]:
+    """For each job directory, the config digests each rank reported."""
+    jobs: dict[str, dict[int, set[str]]] = defaultdict(lambda: defaultdict(set))
+    for rank, _, digest, job in RANK_LINE.findall(output):
+        jobs[job][int(rank)].add(digest)
+    return jobs
+
+
+def sweep_dir(log_dir: Path) -> Path:
+    (only,) = (log_dir / "train" / "multiruns").iterdir()
+    return only
+
+
+@pytest.mark.slow
+def test_ddp_sim_single_run_has_one_run_dir_and_one_set_of_checkpoints(tmp_path: Path) -> None:
+    proc = run_cli("litforge.train", [*TINY, "trainer=ddp_sim"], tmp_path)
+    check_ok(proc)
+    (run,) = run_dirs(tmp_path)
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["best_epoch_001.ckpt", "last.ckpt"]
+    jobs = configs_by_job(proc.stdout + proc.stderr)
+    assert list(jobs) == [str(run)]
+    assert set(jobs[str(run)]) == {0, 1} and len(jobs[str(run)][0] | jobs[str(run)][1]) == 1
+    assert [p.name for p in run.glob("*.log")] == ["train.log"], "only rank 0 writes the log file"
+
+
+@pytest.mark.slow
+def test_ddp_sim_inside_an_optuna_sweep_keeps_each_trials_ranks_together(tmp_path: Path) -> None:
+    overrides = ["-m", *TINY, "hparams_search=digits_optuna", "trainer=ddp_sim", "hydra.sweeper.n_trials=2"]
+    proc = run_cli("litforge.train", overrides, tmp_path)
+    check_ok(proc)
+    sweep = sweep_dir(tmp_path)
+    trials = sorted(p for p in sweep.iterdir() if p.is_dir())
+    assert [p.name for p in trials] == ["0", "1"]
+    jobs = configs_by_job(proc.stdout + proc.stderr)
+    assert sorted(jobs) == [str(t) for t in trials], "ranks wrote outside their trial's folder"
+    digests = []
+    for trial in trials:
+        ranks = jobs[str(trial)]
+        assert set(ranks) == {0, 1}
+        assert ranks[0] == ranks[1] and len(ranks[0]) == 1, f"ranks of {trial.name} ran different configs"
+        digests.append(next(iter(ranks[0])))
+        assert len(list((trial / "checkpoints").glob("*.ckpt"))) == 2
+    assert digests[0] != digests[1], "the two trials should differ in their hyperparameters"
+    assert (sweep / "optimization_results.yaml").is_file()
+    trials_csv = pd.read_csv(sweep / "trials.csv")
+    assert trials_csv["status"].tolist() == ["COMPLETED", "COMPLETED"]
+    assert trials_csv["value"].between(0, 1).all()
+
+
+def test_a_failing_job_is_a_failed_trial_and_the_study_goes_on(tmp_path: Path) -> None:
+    overrides = [
+        "-m",
+        *TINY,
+        "hparams_search=digits_optuna",
+        "hydra.sweeper.n_trials=4",
+        "hydra.sweeper.sampler.seed=3",
+        "data.batch_size=choice(0,32)",
+    ]
+    proc = run_cli("litforge.train", overrides, tmp_path)
+    check_ok(proc)
+    trials = pd.read_csv(sweep_dir(tmp_path) / "trials.csv")
+    assert len(trials) == 4
+    batch_zero = trials["overrides"].str.contains("data.batch_size=0 ")
+    assert batch_zero.any() and (~batch_zero).any(), "the seed should draw both batch sizes"
+    assert (trials.loc[batch_zero, "status"] == "FAILED").all()
+    assert (trials.loc[~batch_zero, "status"] == "COMPLETED").all()
+    assert "data.batch_size=0: give a batch size of at least 1" in proc.stdout + proc.stderr
+
+
+def test_joblib_launcher_runs_two_jobs_in_parallel(tmp_path: Path) -> None:
+    overrides = ["-m", *TINY, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "model.optimizer.lr=0.001,0.003"]
+    proc = run_cli("litforge.train", overrides, tmp_path)
+    check_ok(proc)
+    sweep = sweep_dir(tmp_path)
+    for job in ["0", "1"]:
+        assert (sweep / job / "metrics.json").is_file()
+        assert (sweep / job / "checkpoints/last.ckpt").is_file()
+    assert "Joblib.Parallel(n_jobs=2" in proc.stdout + proc.stderr
+
+
+def test_basic_sweeper_grid_gives_one_folder_per_job(tmp_path: Path) -> None:
+    proc = run_cli("litforge.train", ["-m", *TINY, "model/net=mlp,cnn", "model.optimizer.lr=0.001,0.01"], tmp_path)
+    check_ok(proc)
+    jobs = sorted(p.name for p in sweep_dir(tmp_path).iterdir() if p.is_dir())
+    assert jobs == ["0", "1", "2", "3"]
+    trials = pd.read_csv(sweep_dir(tmp_path) / "trials.csv")
+    assert trials["status"].tolist() == ["COMPLETED"] * 4
+    assert "model/net=mlp model.optimizer.lr=0.001" in trials["overrides"].tolist()[0]
