@@ -2,6 +2,7 @@
 
 import logging
 import math
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     """Fit, then test the best checkpoint; returns every metric, the optimised one included."""
     import lightning.pytorch as L
 
+    from litforge.callbacks.reliability import CheckpointOnSigterm, RngState, StopOnNonFiniteLoss
     from litforge.callbacks.run_config import StoreRunConfig
     from litforge.utils.build import instantiate_datamodule, instantiate_task, prepare_datamodule
     from litforge.utils.extras import apply_extras
@@ -52,14 +54,15 @@ def train(cfg: DictConfig) -> dict[str, float]:
     loggers = instantiate_loggers(cfg.get("logger"))
     callbacks = instantiate_callbacks(cfg.get("callbacks"), has_logger=bool(loggers))
     resolved = OmegaConf.to_container(cfg, resolve=True)
-    callbacks.append(StoreRunConfig(resolved))
+    checkpoint_dir = str(Path(cfg.paths.output_dir) / "checkpoints")
+    callbacks += [StoreRunConfig(resolved), RngState(), StopOnNonFiniteLoss(), CheckpointOnSigterm(checkpoint_dir)]
     trainer = instantiate_trainer(cfg.trainer, callbacks, loggers)
     for logger in loggers:
         logger.log_hyperparams({**resolved, "precision_run": str(trainer.precision)})
 
     metrics: dict[str, Any] = {}
     if cfg.get("train"):
-        trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+        trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=True)
         metrics.update(trainer.callback_metrics)
         checkpoint = trainer.checkpoint_callback
         if checkpoint is not None and checkpoint.monitor and checkpoint.best_model_score is not None:
@@ -68,7 +71,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
         if not best:
             log.warning("no best checkpoint (fast_dev_run or no checkpointing): testing the current weights")
-        trainer.test(model, datamodule=datamodule, ckpt_path=best or None)
+        trainer.test(model, datamodule=datamodule, ckpt_path=best or None, weights_only=True)
         test_metrics = as_floats(trainer.callback_metrics)
         metrics.update({k: v for k, v in test_metrics.items() if k.startswith("test/")})
     metrics = as_floats(metrics)
@@ -82,8 +85,41 @@ def train(cfg: DictConfig) -> dict[str, float]:
     return metrics
 
 
+def resume_argv(argv: list[str]) -> list[str]:
+    """`resume=<run dir>` becomes: that run's saved config, its directory and its last.ckpt.
+
+    The other overrides still apply on top (e.g. `trainer.max_epochs=50` to train longer).
+    """
+    wanted = [a for a in argv[1:] if a.startswith("resume=")]
+    if not wanted:
+        return argv
+    run_dir = Path(wanted[-1].partition("=")[2]).expanduser().resolve()
+    config, last = run_dir / ".hydra" / "config.yaml", run_dir / "checkpoints" / "last.ckpt"
+    for path, what in [(config, "its saved config"), (last, "a last checkpoint")]:
+        if not path.is_file():
+            raise UserError(
+                f"resume={wanted[-1].partition('=')[2]}: {path} is missing, so this is not a run directory "
+                f"with {what}. Give a directory under logs/train/runs/ that holds checkpoints/last.ckpt."
+            )
+    rest = [a for a in argv[1:] if not a.startswith("resume=")]
+    return [
+        argv[0],
+        f"--config-path={config.parent}",
+        "--config-name=config",
+        f"hydra.run.dir={run_dir}",
+        f"ckpt_path={last}",
+        *rest,
+    ]
+
+
+def main() -> None:
+    with report_user_errors():
+        sys.argv = resume_argv(sys.argv)
+    run()
+
+
 @hydra.main(version_base="1.3", config_path="../../conf", config_name="train")
-def main(cfg: DictConfig) -> float | None:
+def run(cfg: DictConfig) -> float | None:
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 

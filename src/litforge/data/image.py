@@ -52,7 +52,7 @@ class ImageDataModule(InMemoryDataModule):
         num_workers: int = 0,
         pin_memory: bool = False,
     ) -> None:
-        super().__init__(batch_size, num_workers, pin_memory)
+        super().__init__(batch_size, num_workers, pin_memory, seed)
         if source not in SOURCES:
             raise UserError(f"data.source={source!r} is not one of {SOURCES}")
         if not 0 < val_fraction < 1 or not 0 <= test_fraction < 1 or val_fraction + test_fraction >= 1:

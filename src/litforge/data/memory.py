@@ -6,7 +6,7 @@ from typing import Any
 import lightning.pytorch as L
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from litforge.utils.errors import UserError
 
@@ -30,6 +30,24 @@ class TensorSplit(Dataset):
         return tuple(t[index] for t in self.tensors)
 
 
+class EpochShuffle(Sampler[int]):
+    """A shuffle that depends on (seed, epoch) only: Lightning calls `set_epoch`, so a run
+    resumed at epoch k sees the same order as one that never stopped."""
+
+    def __init__(self, size: int, seed: int) -> None:
+        self.size, self.seed, self.epoch = size, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self):
+        generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        return iter(torch.randperm(self.size, generator=generator).tolist())
+
+    def __len__(self) -> int:
+        return self.size
+
+
 def as_batch(batch: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
     """The collate function for TensorSplit: the dataset already made the batch."""
     return batch
@@ -46,20 +64,21 @@ def split_indices(n: int, fractions: Sequence[float], seed: int) -> list[Tensor]
 class InMemoryDataModule(L.LightningDataModule):
     """Train/val/test TensorSplits and their loaders; subclasses fill the splits in `setup`."""
 
-    def __init__(self, batch_size: int = 64, num_workers: int = 0, pin_memory: bool = False) -> None:
+    def __init__(self, batch_size: int = 64, num_workers: int = 0, pin_memory: bool = False, seed: int = 0) -> None:
         super().__init__()
         if batch_size < 1:
             raise UserError(f"data.batch_size={batch_size}: give a batch size of at least 1")
         self.batch_size = batch_size
         self.num_workers = num_workers
         self.pin_memory = pin_memory
+        self.seed = seed
         self.splits: dict[str, TensorSplit] = {}
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         return DataLoader(
             self.splits[split],
             batch_size=self.batch_size,
-            shuffle=shuffle,
+            sampler=EpochShuffle(len(self.splits[split]), self.seed) if shuffle else None,
             collate_fn=as_batch,
             num_workers=self.num_workers,
             pin_memory=self.pin_memory,
