@@ -44,8 +44,13 @@ def _pil_to_tensor(image, size: tuple[int, int] | None, mode: str | None) -> Ten
 
 
 def load_hub(
-    name: str, config: str | None, cache_dir: str, image_column: str, label_column: str,
-    size: tuple[int, int] | None, mode: str | None,
+    name: str,
+    config: str | None,
+    cache_dir: str,
+    image_column: str,
+    label_column: str,
+    size: tuple[int, int] | None,
+    mode: str | None,
 ) -> ImageData:
     """A hub image data set (e.g. ylecun/mnist, uoft-cs/cifar10); downloads once into cache_dir."""
     import datasets

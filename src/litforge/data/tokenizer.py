@@ -1,0 +1,152 @@
+"""Fast tokenizers for the text tasks: a pretrained one by hub id or folder, or a WordPiece
+tokenizer trained on the training text; and tokenisation cached on disk by fingerprint."""
+
+import hashlib
+import json
+import logging
+import shutil
+import tempfile
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import datasets
+from transformers import AutoTokenizer, PreTrainedTokenizerBase, PreTrainedTokenizerFast
+
+from litforge.utils.errors import UserError
+
+log = logging.getLogger(__name__)
+
+SPECIAL_TOKENS = {
+    "pad_token": "[PAD]",
+    "unk_token": "[UNK]",
+    "cls_token": "[CLS]",
+    "sep_token": "[SEP]",
+    "mask_token": "[MASK]",
+}
+
+
+def fingerprint(*parts: object) -> str:
+    """A short, stable hash of the parts' text (cache keys)."""
+    digest = hashlib.sha256()
+    for part in parts:
+        digest.update(str(part).encode())
+        digest.update(b"\x1f")
+    return digest.hexdigest()[:20]
+
+
+def texts_fingerprint(*columns: Sequence[str | None]) -> str:
+    digest = hashlib.sha256()
+    for column in columns:
+        for value in column:
+            digest.update(b"\x00" if value is None else str(value).encode())
+            digest.update(b"\x1f")
+    return digest.hexdigest()[:20]
+
+
+def tokenizer_fingerprint(tokenizer: PreTrainedTokenizerBase) -> str:
+    """The tokenizer's vocabulary and rules, without the truncation/padding state a call leaves behind."""
+    state = json.loads(tokenizer.backend_tokenizer.to_str())
+    state.pop("truncation", None)
+    state.pop("padding", None)
+    return fingerprint(json.dumps(state, sort_keys=True), tokenizer.model_input_names)
+
+
+def train_wordpiece(
+    texts: Iterable[str], vocab_size: int, lowercase: bool, model_max_length: int
+) -> PreTrainedTokenizerFast:
+    """A BERT-style WordPiece tokenizer ([CLS] a [SEP] b [SEP]) trained on `texts`."""
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+
+    tokenizer = Tokenizer(models.WordPiece(unk_token=SPECIAL_TOKENS["unk_token"]))
+    tokenizer.normalizer = normalizers.BertNormalizer(lowercase=lowercase)
+    tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tokenizer.decoder = decoders.WordPiece()
+    trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=list(SPECIAL_TOKENS.values()))
+    tokenizer.train_from_iterator(texts, trainer)
+    cls_id, sep_id = tokenizer.token_to_id("[CLS]"), tokenizer.token_to_id("[SEP]")
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]",
+        pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+        special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)],
+    )
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer,
+        model_max_length=model_max_length,
+        model_input_names=["input_ids", "token_type_ids", "attention_mask"],
+        **SPECIAL_TOKENS,
+    )
+
+
+def load_tokenizer(name_or_dir: str, key: str) -> PreTrainedTokenizerFast:
+    """A fast tokenizer from a hub id or folder; `key` is the config key the name came from."""
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(name_or_dir)
+    except (OSError, ValueError) as err:
+        raise UserError(
+            f"{key}={name_or_dir}: no tokenizer could be loaded ({str(err).splitlines()[0][:160]}). "
+            "Give a hub id such as bert-base-uncased (needs internet once) or a folder written by "
+            "save_pretrained; null trains a WordPiece tokenizer on the training text."
+        ) from err
+    if not tokenizer.is_fast:
+        raise UserError(f"{key}={name_or_dir}: only fast (Rust) tokenizers are supported, this one is not.")
+    return tokenizer
+
+
+def trained_tokenizer(
+    texts: Sequence[str], vocab_size: int, lowercase: bool, model_max_length: int, cache_dir: Path
+) -> PreTrainedTokenizerFast:
+    """`train_wordpiece` on `texts`, kept under `cache_dir` so the same text and settings train once."""
+    target = cache_dir / "tokenizers" / fingerprint(texts_fingerprint(texts), vocab_size, lowercase, model_max_length)
+    if target.is_dir():
+        log.info("WordPiece tokenizer from cache %s", target)
+        return load_tokenizer(str(target), "cached tokenizer")
+    tokenizer = train_wordpiece(texts, vocab_size, lowercase, model_max_length)
+    save_tokenizer(tokenizer, target)
+    log.info("trained a WordPiece tokenizer (%d tokens) on %d training texts", len(tokenizer), len(texts))
+    return tokenizer
+
+
+def save_tokenizer(tokenizer: PreTrainedTokenizerBase, target: Path) -> None:
+    """save_pretrained into a temporary folder renamed at the end, so no reader sees half a
+    tokenizer. Where the same tokenizer is there already (another DDP rank wrote it) it is
+    kept; another tokenizer is never overwritten, since earlier checkpoints load it."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}-"))
+    tokenizer.save_pretrained(str(tmp))
+    try:
+        tmp.rename(target)
+        return
+    except OSError:
+        shutil.rmtree(tmp, ignore_errors=True)
+    existing = load_tokenizer(str(target), "tokenizer folder")
+    if tokenizer_fingerprint(existing) != tokenizer_fingerprint(tokenizer):
+        raise UserError(
+            f"{target} already holds another tokenizer, which checkpoints of an earlier run may load: "
+            "give data.tokenizer_dir a new folder (by default it is the run directory's tokenizer/)."
+        )
+
+
+def tokenize(
+    dataset: datasets.Dataset,
+    tokenizer: PreTrainedTokenizerBase,
+    max_length: int,
+    text_columns: Sequence[str],
+    cache_file: Path,
+) -> tuple[datasets.Dataset, bool]:
+    """Token ids (+ `length`, `truncated`) in place of the text columns, memory-mapped from
+    `cache_file`; returns the dataset and whether it came from the cache."""
+    if cache_file.is_file():
+        return datasets.Dataset.from_file(str(cache_file)), True
+
+    def encode(batch: dict[str, list]) -> dict[str, list]:
+        encoded = tokenizer(*(batch[c] for c in text_columns), truncation=True, max_length=max_length)
+        encoded["length"] = [len(ids) for ids in encoded["input_ids"]]
+        # the Rust encoding keeps what truncation cut off: the one reliable sign an example was cut
+        encoded["truncated"] = [bool(e.overflowing) for e in encoded.encodings]
+        return dict(encoded)
+
+    cache_file.parent.mkdir(parents=True, exist_ok=True)
+    tokenized = dataset.map(
+        encode, batched=True, remove_columns=list(text_columns), cache_file_name=str(cache_file), desc="tokenising"
+    )
+    return tokenized, False

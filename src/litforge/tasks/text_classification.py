@@ -1,0 +1,146 @@
+import logging
+from typing import Any
+
+import torch
+from matplotlib.figure import Figure
+from torch import Tensor
+from torchmetrics.classification import BinaryAUROC, MulticlassConfusionMatrix
+from transformers import AutoModelForSequenceClassification
+
+from litforge.data.tokenizer import load_tokenizer
+from litforge.tasks.base import TaskModule
+from litforge.tasks.hf_backbone import build_backbone, checkpoint_backbone, input_names, layerwise_lr_groups
+from litforge.tasks.metrics import classification_metrics
+from litforge.utils.errors import UserError
+from litforge.utils.plots import confusion_matrix_figure
+
+log = logging.getLogger(__name__)
+
+
+class TextClassificationModule(TaskModule):
+    """A Hugging Face encoder with a sequence-classification head, trained with cross-entropy.
+
+    `backbone` is {pretrained_model_name_or_path, config} (see hf_backbone.build_backbone);
+    `num_labels`, `id2label` and `tokenizer_dir` come from the data module.
+    `freeze_backbone_epochs` trains only the head for that many epochs; `layerwise_lr_decay`
+    below 1 gives each encoder block `decay` times the learning rate of the block above it.
+    """
+
+    def __init__(
+        self,
+        backbone: dict[str, Any],
+        optimizer: dict[str, Any],
+        scheduler: dict[str, Any] | None = None,
+        monitor: str = "val/acc",
+        mode: str = "max",
+        freeze_backbone_epochs: int = 0,
+        layerwise_lr_decay: float = 1.0,
+        num_labels: int = 2,
+        id2label: list[str] | None = None,
+        tokenizer_dir: str | None = None,
+    ) -> None:
+        super().__init__()
+        if not 0 < layerwise_lr_decay <= 1:
+            raise UserError(f"model.layerwise_lr_decay={layerwise_lr_decay}: give a factor in (0, 1]; 1 turns it off")
+        self.save_hyperparameters()
+        self.id2label = list(id2label or map(str, range(num_labels)))
+        self.tokenizer = load_tokenizer(tokenizer_dir, "tokenizer_dir") if tokenizer_dir else None
+        self.model = build_backbone(
+            AutoModelForSequenceClassification,
+            backbone,
+            self.tokenizer,
+            num_labels=num_labels,
+            id2label=dict(enumerate(self.id2label)),
+            label2id={name: i for i, name in enumerate(self.id2label)},
+        )
+        self.inputs = input_names(self.model)
+        metrics = classification_metrics(num_labels)
+        self.train_metrics = metrics.clone(prefix="train/")
+        self.val_metrics = metrics.clone(prefix="val/")
+        self.test_metrics = metrics.clone(prefix="test/")
+        self.val_auroc = BinaryAUROC() if num_labels == 2 else None
+        self.test_auroc = BinaryAUROC() if num_labels == 2 else None
+        self.test_confusion = MulticlassConfusionMatrix(num_labels)
+
+    def forward(self, batch: dict[str, Tensor]) -> Tensor:
+        return self.model(**{k: v for k, v in batch.items() if k in self.inputs and k != "labels"}).logits
+
+    def _step(self, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor, Tensor]:
+        logits = self(batch)
+        labels = batch["labels"]
+        return torch.nn.functional.cross_entropy(logits, labels), logits, labels
+
+    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
+        loss, logits, labels = self._step(batch)
+        self.train_metrics(logits.argmax(-1), labels)
+        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(labels))
+        self.log_dict(self.train_metrics, on_step=False, on_epoch=True, batch_size=len(labels))
+        return loss
+
+    def _evaluate(self, batch: dict[str, Tensor], stage: str) -> tuple[Tensor, Tensor]:
+        loss, logits, labels = self._step(batch)
+        metrics, auroc = (self.val_metrics, self.val_auroc) if stage == "val" else (self.test_metrics, self.test_auroc)
+        metrics(logits.argmax(-1), labels)
+        self.log(f"{stage}/loss", loss, on_epoch=True, prog_bar=stage == "val", sync_dist=True, batch_size=len(labels))
+        self.log_dict(metrics, on_epoch=True, prog_bar=stage == "val", batch_size=len(labels))
+        if auroc is not None:
+            auroc(logits.softmax(-1)[:, 1], labels)
+            self.log(f"{stage}/auroc", auroc, on_epoch=True, batch_size=len(labels))
+        return logits, labels
+
+    def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+        self._evaluate(batch, "val")
+
+    def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+        logits, labels = self._evaluate(batch, "test")
+        self.test_confusion(logits.argmax(-1), labels)
+
+    def on_test_epoch_start(self) -> None:
+        self.test_confusion.reset()
+
+    def predict_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
+        return self(batch).softmax(-1)
+
+    def on_train_epoch_start(self) -> None:
+        # parameters stay in the optimiser while frozen (no gradient, so no update): adding them
+        # later as a new group (BaseFinetuning's way) would escape the warm-up schedule and LLRD
+        frozen = self.current_epoch < self.hparams.freeze_backbone_epochs
+        if frozen or self.current_epoch == self.hparams.freeze_backbone_epochs > 0:
+            log.info("epoch %d: backbone %s", self.current_epoch, "frozen" if frozen else "unfrozen")
+        self.model.base_model.requires_grad_(not frozen)
+
+    def parameter_groups(self) -> list[dict[str, Any]] | None:
+        decay = self.hparams.layerwise_lr_decay
+        if decay == 1:
+            return None
+        optimizer = self.hparams.optimizer
+        return layerwise_lr_groups(self.model, optimizer["lr"], optimizer.get("weight_decay", 0.0), decay)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["hyper_parameters"]["backbone"] = checkpoint_backbone(self.model)
+
+    def figures(self) -> dict[str, Figure]:
+        matrix = self.test_confusion.compute().cpu().numpy()
+        return {"confusion_matrix": confusion_matrix_figure(matrix, self.id2label)}
+
+    @torch.inference_mode()
+    def predict_texts(self, texts: list[str], top_k: int | None = None, batch_size: int = 64) -> list[dict[str, Any]]:
+        """Each text's most likely label and the `top_k` most likely labels (all by default) with
+        their probabilities."""
+        if self.tokenizer is None:
+            raise UserError("this checkpoint carries no tokenizer_dir, so it cannot tokenise new texts")
+        top_k = min(top_k or len(self.id2label), len(self.id2label))
+        max_length = min(self.tokenizer.model_max_length, getattr(self.model.config, "max_position_embeddings", 512))
+        self.eval()
+        records = []
+        for start in range(0, len(texts), batch_size):
+            chunk = texts[start : start + batch_size]
+            batch = self.tokenizer(chunk, truncation=True, max_length=max_length, padding=True, return_tensors="pt")
+            probs = self(batch.to(self.device)).softmax(-1).cpu()
+            values, indices = probs.topk(top_k, dim=-1)
+            for text, p, i in zip(chunk, values.tolist(), indices.tolist(), strict=True):
+                top = {self.id2label[k]: round(v, 6) for k, v in zip(i, p, strict=True)}
+                records.append(
+                    {"text": text, "label": self.id2label[i[0]], "probability": round(p[0], 6), "top_k": top}
+                )
+        return records
