@@ -108,3 +108,24 @@ def test_basic_sweeper_grid_gives_one_folder_per_job(tmp_path: Path) -> None:
     trials = pd.read_csv(sweep_dir(tmp_path) / "trials.csv")
     assert trials["status"].tolist() == ["COMPLETED"] * 4
     assert "model/net=mlp model.optimizer.lr=0.001" in trials["overrides"].tolist()[0]
+
+
+def test_slurm_launcher_follows_the_trainer_layout() -> None:
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    from litforge.utils.config import CONFIG_DIR
+
+    overrides = [
+        "hydra/launcher=slurm",
+        "trainer=ddp",
+        "trainer.devices=2",
+        "trainer.num_nodes=3",
+        "hydra.launcher.partition=gpu",
+    ]
+    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose("train", overrides=overrides, return_hydra_config=True)
+    launcher = OmegaConf.to_container(cfg.hydra.launcher, resolve=True)
+    assert launcher["_target_"].endswith("SlurmLauncher")
+    assert (launcher["nodes"], launcher["tasks_per_node"], launcher["gpus_per_node"]) == (3, 2, 2)
+    assert launcher["partition"] == "gpu"
