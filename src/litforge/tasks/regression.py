@@ -1,0 +1,113 @@
+from collections.abc import Sequence
+from typing import Any
+
+import hydra
+import torch
+from matplotlib.figure import Figure
+from torch import Tensor, nn
+from torchmetrics import MetricCollection
+from torchmetrics.aggregation import CatMetric
+from torchmetrics.regression import MeanAbsoluteError, MeanSquaredError, R2Score
+
+from litforge.nets.init import init_weights
+from litforge.tasks.base import TaskModule
+from litforge.utils.plots import predicted_vs_actual_figure
+
+LOSSES = ("mse", "huber", "l1")
+
+
+def regression_metrics() -> MetricCollection:
+    """Averaged over all targets alike; R² is the mean of the per-target R²."""
+    return MetricCollection(
+        {
+            "mse": MeanSquaredError(),
+            "rmse": MeanSquaredError(squared=False),
+            "mae": MeanAbsoluteError(),
+            "r2": R2Score(multioutput="uniform_average"),
+        }
+    )
+
+
+class RegressionModule(TaskModule):
+    """A plain nn.Module (`net`) fit to standardised targets; its outputs, the metrics and the
+    predictions are in the targets' own units (`target_mean`/`target_std` undo the scaling)."""
+
+    def __init__(
+        self,
+        net: dict[str, Any],
+        optimizer: dict[str, Any],
+        scheduler: dict[str, Any] | None = None,
+        monitor: str = "val/r2",
+        mode: str = "max",
+        init: str = "default",
+        loss: str = "mse",
+        huber_delta: float = 1.0,
+        feature_names: Sequence[str] = ("x",),
+        target_names: Sequence[str] = ("target",),
+        target_mean: Sequence[float] | None = None,
+        target_std: Sequence[float] | None = None,
+    ) -> None:
+        super().__init__()
+        if loss not in LOSSES:
+            raise ValueError(f"model.loss={loss!r} is not one of {LOSSES}")
+        self.save_hyperparameters()
+        num_targets = len(target_names)
+        self.net: nn.Module = hydra.utils.instantiate(net, input_shape=len(feature_names), num_outputs=num_targets)
+        init_weights(self.net, init)
+        mean = torch.tensor(target_mean or [0.0] * num_targets)
+        std = torch.tensor(target_std or [1.0] * num_targets)
+        # rebuilt from the hyperparameters, so not saved twice in the state dict
+        self.register_buffer("target_mean", mean, persistent=False)
+        self.register_buffer("target_std", std, persistent=False)
+        self.val_metrics = regression_metrics().clone(prefix="val/")
+        self.test_metrics = regression_metrics().clone(prefix="test/")
+        self.test_predictions, self.test_targets = CatMetric(), CatMetric()
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Predictions in the targets' units from standardised features."""
+        return self.net(x) * self.target_std + self.target_mean
+
+    def _loss(self, scaled_preds: Tensor, targets: Tensor) -> Tensor:
+        scaled_targets = (targets - self.target_mean) / self.target_std
+        if self.hparams.loss == "huber":
+            return nn.functional.huber_loss(scaled_preds, scaled_targets, delta=self.hparams.huber_delta)
+        if self.hparams.loss == "l1":
+            return nn.functional.l1_loss(scaled_preds, scaled_targets)
+        return nn.functional.mse_loss(scaled_preds, scaled_targets)
+
+    def _step(self, batch: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor, Tensor]:
+        x, y = batch
+        scaled = self.net(x)
+        return self._loss(scaled, y), scaled * self.target_std + self.target_mean, y
+
+    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+        loss, _, _ = self._step(batch)
+        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True)
+        return loss
+
+    def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+        loss, preds, y = self._step(batch)
+        self.val_metrics(preds, y)
+        self.log("val/loss", loss, on_epoch=True, prog_bar=True, sync_dist=True)
+        self.log_dict(self.val_metrics, on_epoch=True, prog_bar=True)
+
+    def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+        loss, preds, y = self._step(batch)
+        self.test_metrics(preds, y)
+        self.test_predictions.update(preds)
+        self.test_targets.update(y)
+        self.log("test/loss", loss, on_epoch=True, sync_dist=True)
+        self.log_dict(self.test_metrics, on_epoch=True)
+
+    def on_test_epoch_start(self) -> None:
+        self.test_predictions.reset()
+        self.test_targets.reset()
+
+    def predict_step(self, batch: Any, batch_idx: int) -> Tensor:
+        x = batch[0] if isinstance(batch, list | tuple) else batch
+        return self(x)
+
+    def figures(self) -> dict[str, Figure]:
+        predicted = self.test_predictions.compute().cpu().numpy()
+        actual = self.test_targets.compute().cpu().numpy()
+        return {"predicted_vs_actual": predicted_vs_actual_figure(predicted, actual, self.hparams.target_names)}
