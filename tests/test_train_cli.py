@@ -100,6 +100,15 @@ def test_bad_train_input_is_refused_clearly(overrides: list[str], message: str, 
     assert not run_dirs(tmp_path), "a refused run left its run directory behind"
 
 
+def test_checkpoint_of_another_task_is_refused(tmp_path: Path) -> None:
+    check_ok(run_cli("litforge.train", [*FAST, "trainer.max_epochs=1", "test=false"], tmp_path / "digits"))
+    (checkpoint,) = (tmp_path / "digits").rglob("last.ckpt")
+    proc = run_cli("litforge.train", [*QUIET, "experiment=diabetes_mlp", f"ckpt_path={checkpoint}"], tmp_path / "reg")
+    assert proc.returncode == 2
+    assert "holds a ImageClassificationModule, but this run trains a RegressionModule" in proc.stderr
+    assert not run_dirs(tmp_path / "reg")
+
+
 def test_gpu_preset_without_gpu_is_refused(tmp_path: Path) -> None:
     if torch.cuda.is_available():
         pytest.skip("this machine has a GPU")

@@ -10,31 +10,11 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
+from litforge.utils.checkpoint import load_checkpoint
 from litforge.utils.config import require_file
 from litforge.utils.errors import UserError, report_user_errors
 
 log = logging.getLogger(__name__)
-
-
-def load_checkpoint(path: Path) -> dict[str, Any]:
-    """The checkpoint's contents, loaded with torch's weights-only (no code execution) unpickler."""
-    import pickle
-
-    import torch
-
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, pickle.UnpicklingError, EOFError, OSError) as err:
-        raise UserError(
-            f"ckpt_path={path}: not a readable checkpoint ({type(err).__name__}: {str(err).splitlines()[0][:100]}). "
-            "Give a .ckpt file written by litforge.train (e.g. <run dir>/checkpoints/last.ckpt)."
-        ) from err
-    if not isinstance(checkpoint, dict) or "litforge" not in checkpoint:
-        raise UserError(
-            f"ckpt_path={path}: not a litforge checkpoint (it carries no run config). "
-            "Give a .ckpt file written by litforge.train."
-        )
-    return checkpoint
 
 
 def build_task(checkpoint: dict[str, Any]) -> Any:

@@ -25,7 +25,9 @@ def validate(cfg: DictConfig) -> None:
         baseline = hydra.compose(HydraConfig.get().job.config_name, overrides=groups)
         check_override_types(cfg, overrides, baseline)
     if cfg.get("ckpt_path"):
-        require_file(cfg.ckpt_path, "checkpoint file", "ckpt_path")
+        from litforge.utils.checkpoint import check_checkpoint_task
+
+        check_checkpoint_task(require_file(cfg.ckpt_path, "checkpoint file", "ckpt_path"), cfg.model._target_)
     from litforge.utils.instantiate import trainer_settings
 
     trainer_settings(cfg.trainer)
