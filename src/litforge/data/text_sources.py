@@ -44,7 +44,7 @@ def load_hub(name: str, config_name: str | None, cache_dir: str, splits: dict[st
 
     try:
         loaded = datasets.load_dataset(name, config_name, cache_dir=cache_dir)
-    except (OSError, ValueError) as err:
+    except (OSError, ValueError, RuntimeError) as err:  # datasets raises RuntimeError for script-based sets
         raise UserError(
             f"data.name={name}: the hub data set could not be loaded ({str(err).splitlines()[0][:160]}). "
             "Check the id (e.g. stanfordnlp/sst2) and that the hub is reachable once to download it."
