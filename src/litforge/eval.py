@@ -30,6 +30,7 @@ def build_task(checkpoint: dict[str, Any]) -> Any:
 def evaluate(cfg: DictConfig, checkpoint_path: Path) -> dict[str, float]:
     import lightning.pytorch as L
 
+    from litforge import tracking
     from litforge.utils.build import instantiate_datamodule
     from litforge.utils.extras import apply_extras
     from litforge.utils.instantiate import instantiate_callbacks, instantiate_loggers, instantiate_trainer
@@ -53,11 +54,13 @@ def evaluate(cfg: DictConfig, checkpoint_path: Path) -> dict[str, float]:
     loggers = instantiate_loggers(cfg.get("logger"))
     callbacks = instantiate_callbacks(cfg.get("callbacks"), has_logger=bool(loggers))
     trainer = instantiate_trainer(cfg.trainer, callbacks, loggers)
+    tracking.log_run_info(trainer, cfg, model)
     trainer.test(model, datamodule=datamodule)
     metrics = as_floats({k: v for k, v in trainer.callback_metrics.items() if k.startswith("test/")})
     if trainer.is_global_zero:
         write_metrics(Path(cfg.paths.output_dir) / "metrics.json", metrics)
         print_metrics_table(f"test metrics of {checkpoint_path.name}", metrics)
+    tracking.finish(trainer)
     return metrics
 
 
@@ -119,6 +122,9 @@ def main(cfg: DictConfig) -> None:
         from litforge.utils.instantiate import trainer_settings
 
         trainer_settings(cfg.trainer)
+        from litforge.tracking import check_trackers
+
+        check_trackers(cfg.get("logger"))
         requested = cfg.get("predict") or {}
         if requested.get("texts") is not None or requested.get("file"):
             predict(cfg, path)

@@ -31,12 +31,16 @@ def validate(cfg: DictConfig) -> None:
     from litforge.utils.instantiate import trainer_settings
 
     trainer_settings(cfg.trainer)
+    from litforge.tracking import check_trackers
+
+    check_trackers(cfg.get("logger"))
 
 
 def train(cfg: DictConfig) -> dict[str, float]:
     """Fit, then test the best checkpoint; returns every metric, the optimised one included."""
     import lightning.pytorch as L
 
+    from litforge import tracking
     from litforge.callbacks.reliability import CheckpointOnSigterm, RngState, StopOnNonFiniteLoss
     from litforge.callbacks.run_config import StoreRunConfig
     from litforge.utils.build import instantiate_datamodule, instantiate_task, prepare_datamodule
@@ -59,8 +63,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     checkpoint_dir = str(Path(cfg.paths.output_dir) / "checkpoints")
     callbacks += [StoreRunConfig(resolved), RngState(), StopOnNonFiniteLoss(), CheckpointOnSigterm(checkpoint_dir)]
     trainer = instantiate_trainer(cfg.trainer, callbacks, loggers)
-    for logger in loggers:
-        logger.log_hyperparams({**resolved, "precision_run": str(trainer.precision)})
+    tracking.log_run_info(trainer, cfg, model)
 
     metrics: dict[str, Any] = {}
     if cfg.get("train"):
@@ -84,6 +87,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         if trainer.checkpoint_callback is not None and trainer.checkpoint_callback.best_model_path:
             log.info("best checkpoint: %s", trainer.checkpoint_callback.best_model_path)
         log.info("run directory: %s", cfg.paths.output_dir)
+    tracking.finish(trainer)
     return metrics
 
 

@@ -1,0 +1,73 @@
+"""MLflow: a local SQLite store by default, a server by URI, sweeps as parent and child runs."""
+
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from lightning.pytorch.loggers import MLFlowLogger
+
+from litforge.tracking.run_info import default_run_name, sweep_dir, task_name
+from litforge.tracking.settings import local_artifact_location, resolve_tracking_uri
+from litforge.tracking.sweep import PARENT_TAG, SWEEP_TAG, find_sweep_parent
+
+log = logging.getLogger(__name__)
+
+
+class MLflowRunLogger(MLFlowLogger):
+    """Lightning's MLFlowLogger with litforge's defaults: the local store under `store_dir`,
+    experiment = the task, run name = experiment config + overrides, and in a multirun the run is
+    a child of the sweep's parent run."""
+
+    def __init__(
+        self,
+        store_dir: str,
+        tracking_uri: str | None = None,
+        experiment_name: str | None = None,
+        run_name: str | None = None,
+        tags: Mapping[str, Any] | Sequence[str] | None = None,
+        log_best_checkpoint: bool = False,
+        registered_model_name: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        uri = resolve_tracking_uri(tracking_uri, store_dir)
+        kwargs.setdefault("artifact_location", local_artifact_location(uri, store_dir))
+        # the config's `tags: [digits, cnn]` become MLflow tags digits=true, cnn=true
+        tags = dict(tags) if isinstance(tags, Mapping) else dict.fromkeys(map(str, tags or []), "true")
+        experiment_name = experiment_name or task_name()
+        super().__init__(
+            experiment_name=experiment_name,
+            run_name=run_name or default_run_name(),
+            tracking_uri=uri,
+            tags=tags,
+            **kwargs,
+        )
+        self.log_best_checkpoint = log_best_checkpoint or bool(registered_model_name)
+        self.registered_model_name = registered_model_name
+        sweep = sweep_dir()
+        if sweep:
+            self.tags[SWEEP_TAG] = sweep
+            parent = find_sweep_parent(self._mlflow_client, experiment_name, sweep)
+            if parent:
+                self.tags[PARENT_TAG] = parent
+            else:
+                log.warning("no MLflow parent run for sweep %s: this run is not grouped under one", sweep)
+        if uri.startswith("sqlite:"):
+            log.info("MLflow runs in %s; browse them with: mlflow ui --backend-store-uri %s", store_dir, uri)
+
+
+def log_checkpoint(logger: MLFlowLogger, path: str) -> None:
+    """Upload the checkpoint as `checkpoints/<file>`; register it when a model name is set."""
+    from mlflow.exceptions import MlflowException
+
+    client, run_id = logger.experiment, logger.run_id
+    client.log_artifact(run_id, path, "checkpoints")
+    name = getattr(logger, "registered_model_name", None)
+    if not name:
+        return
+    try:
+        client.create_registered_model(name)
+    except MlflowException as err:
+        if err.error_code != "RESOURCE_ALREADY_EXISTS":
+            raise
+    version = client.create_model_version(name, source=f"runs:/{run_id}/checkpoints", run_id=run_id)
+    log.info("registered the best checkpoint as model %s version %s", name, version.version)
