@@ -31,13 +31,15 @@ def build_backbone(
     config = dict(backbone.get("config") or {})
     if name:
         try:
-            return auto_class.from_pretrained(name, **{**config, **head})
+            model = auto_class.from_pretrained(name, **{**config, **head})
         except (OSError, ValueError) as err:
             raise UserError(
                 f"model.backbone.pretrained_model_name_or_path={name}: not loadable "
                 f"({str(err).splitlines()[0][:160]}). Give a hub id such as distilbert-base-uncased (needs "
                 "internet once) or a folder written by save_pretrained; null builds one from model.backbone.config."
             ) from err
+        # from_pretrained returns eval mode and Lightning keeps the modes it finds: dropout would stay off
+        return model.train()
     if "model_type" not in config:
         raise UserError(
             "model.backbone: give pretrained_model_name_or_path (hub id or folder), or a config with "

@@ -1,0 +1,283 @@
+"""Plain text tokenised for masked language modelling: line by line or grouped into blocks,
+masked anew every epoch for training and once, with a fixed seed, for validation and test."""
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as L
+from torch.utils.data import DataLoader
+from transformers import DataCollatorForLanguageModeling, DataCollatorForTokenClassification
+
+from litforge.data import mlm_sources
+from litforge.data.memory import split_indices
+from litforge.data.tokenizer import (
+    fingerprint,
+    load_tokenizer,
+    save_tokenizer,
+    texts_fingerprint,
+    tokenizer_fingerprint,
+    trained_tokenizer,
+)
+from litforge.utils.errors import UserError
+
+log = logging.getLogger(__name__)
+
+SOURCES = ("generated", "hub", "files")
+SPLITS = ("train", "validation", "test")
+STAGE_SPLITS = {"fit": ("train", "validation"), "validate": ("validation",), "test": ("test",), "predict": ("test",)}
+
+
+def encode(tokenizer: Any, texts: list[str], max_length: int, line_by_line: bool) -> dict[str, list]:
+    """Token ids with special-token masks and character offsets (whole-word masking finds words by
+    them). Line by line: one truncated example per text; else the texts' tokens run on and are cut
+    into blocks of `max_length`, [CLS] and [SEP] included, so no token is lost to truncation."""
+    if line_by_line:
+        encoded = tokenizer(
+            texts, truncation=True, max_length=max_length, return_special_tokens_mask=True, return_offsets_mapping=True
+        )
+        return {k: encoded[k] for k in ("input_ids", "special_tokens_mask", "offset_mapping")}
+    encoded = tokenizer(texts, add_special_tokens=False, return_offsets_mapping=True)
+    ids = [i for row in encoded["input_ids"] for i in row]
+    offsets = [o for row in encoded["offset_mapping"] for o in row]
+    size = max_length - 2
+    blocks: dict[str, list] = {"input_ids": [], "special_tokens_mask": [], "offset_mapping": []}
+    for start in range(0, len(ids), size):
+        chunk = ids[start : start + size]
+        blocks["input_ids"].append([tokenizer.cls_token_id, *chunk, tokenizer.sep_token_id])
+        blocks["special_tokens_mask"].append([1, *[0] * len(chunk), 1])
+        blocks["offset_mapping"].append([(0, 0), *offsets[start : start + size], (0, 0)])
+    return blocks
+
+
+class PadOffsets:
+    """The LM collator pads ids and masks but not offset_mapping, which whole-word masking needs."""
+
+    def __init__(self, collator: DataCollatorForLanguageModeling) -> None:
+        self.collator = collator
+
+    def __call__(self, features: list[dict[str, Any]]) -> dict[str, Any]:
+        longest = max(len(f["input_ids"]) for f in features)
+        padded = [
+            {**f, "offset_mapping": [*f["offset_mapping"], *[[0, 0]] * (longest - len(f["input_ids"]))]}
+            for f in features
+        ]
+        return self.collator(padded)
+
+
+class MaskedLMDataModule(L.LightningDataModule):
+    """Texts from the generated corpus, a hub data set or the user's files, and the tokenizer
+    (pretrained, or WordPiece trained on the training text) handed to the model.
+
+    Tokenised splits are cached under `data_dir`/mlm_cache, keyed by the texts, the tokenizer and
+    the blocking settings. Validation and test are masked once with `seed`, so their loss compares
+    across epochs and runs; training batches are masked at random each time (dynamic masking).
+    """
+
+    def __init__(
+        self,
+        source: str = "generated",
+        name: str | None = None,
+        config_name: str | None = None,
+        train_split: str = "train",
+        val_split: str | None = "validation",
+        test_split: str | None = "test",
+        train_file: str | None = None,
+        val_file: str | None = None,
+        test_file: str | None = None,
+        text_column: str = "text",
+        num_examples: int = 4000,
+        tokenizer: str | None = None,
+        vocab_size: int = 1000,
+        lowercase: bool = True,
+        max_length: int = 128,
+        line_by_line: bool = False,
+        mlm_probability: float = 0.15,
+        whole_word_mask: bool = False,
+        tokenizer_dir: str = "tokenizer",
+        data_dir: str = "data",
+        val_fraction: float = 0.1,
+        test_fraction: float = 0.1,
+        seed: int = 42,
+        batch_size: int = 32,
+        num_workers: int = 0,
+        pin_memory: bool = False,
+    ) -> None:
+        super().__init__()
+        if source not in SOURCES:
+            raise UserError(f"data.source={source!r} is not one of {SOURCES}")
+        if not 0 < mlm_probability < 1:
+            raise UserError(f"data.mlm_probability={mlm_probability}: give the fraction of tokens to mask, in (0, 1)")
+        if not 0 <= val_fraction < 1 or not 0 <= test_fraction < 1 or val_fraction + test_fraction >= 1:
+            raise UserError(
+                f"data.val_fraction={val_fraction}, data.test_fraction={test_fraction}: each in [0, 1) "
+                "and together below 1, so some data is left to train on"
+            )
+        if batch_size < 1 or max_length < 4:
+            raise UserError(f"data.batch_size={batch_size}, data.max_length={max_length}: give at least 1 and 4")
+        self.save_hyperparameters()
+        self.batch_size = batch_size
+        self.tokenizer_dir: str | None = None
+        self.tokenizer: Any = None
+        self.texts: dict[str, list[str]] = {}
+        self.splits: dict[str, Any] = {}
+
+    def _load(self) -> dict[str, list[str]]:
+        hp = self.hparams
+        if hp.source == "generated":
+            return {"train": mlm_sources.generate_corpus(hp.num_examples, hp.seed)}
+        if hp.source == "files":
+            if not hp.train_file:
+                raise UserError("data.train_file is not set: give a .txt (one text a line), csv, jsonl or parquet file")
+            files = {"train": hp.train_file, "validation": hp.val_file, "test": hp.test_file}
+            keys = {"train": "data.train_file", "validation": "data.val_file", "test": "data.test_file"}
+            return {r: mlm_sources.read_text_file(f, keys[r], hp.text_column) for r, f in files.items() if f}
+        if not hp.name:
+            raise UserError("data.source=hub needs data.name, a hub id such as wikitext")
+        splits = {"train": hp.train_split, "validation": hp.val_split, "test": hp.test_split}
+        return mlm_sources.read_hub(hp.name, hp.config_name, hp.data_dir, splits, hp.text_column)
+
+    def prepare_data(self) -> None:
+        if self.hparams.source == "hub":
+            self._load()
+
+    def _read(self) -> dict[str, list[str]]:
+        """Every split's texts; validation and test cut from training (seeded) where missing."""
+        hp = self.hparams
+        texts = self._load()
+        for role, values in texts.items():
+            if not values:
+                raise UserError(f"the {role} split holds no text (data.source={hp.source}): give a non-empty one")
+        missing = [r for r in ("validation", "test") if r not in texts]
+        fractions = {"validation": hp.val_fraction, "test": hp.test_fraction}
+        for role in missing:
+            if fractions[role] <= 0:
+                key = "val" if role == "validation" else "test"
+                raise UserError(f"no {role} split: set data.{key}_fraction above 0 or give data.{key}_file")
+        if missing:
+            train = texts["train"]
+            parts = split_indices(len(train), [0, *(fractions[r] for r in missing)], hp.seed)
+            for role, index in zip(["train", *missing], parts, strict=True):
+                texts[role] = [train[i] for i in index.tolist()]
+        return texts
+
+    def _tokenizer(self, train: list[str]) -> Any:
+        hp = self.hparams
+        if self.tokenizer_dir is not None:
+            if not Path(self.tokenizer_dir).is_dir():
+                raise UserError(
+                    f"the checkpoint's tokenizer folder {self.tokenizer_dir} (written by its training run) "
+                    "is gone. Keep the training run directory next to its checkpoints."
+                )
+            return load_tokenizer(self.tokenizer_dir, "tokenizer_dir")
+        if hp.tokenizer:
+            tokenizer = load_tokenizer(hp.tokenizer, "data.tokenizer")
+            if hp.max_length > tokenizer.model_max_length:
+                raise UserError(
+                    f"data.max_length={hp.max_length} is longer than {hp.tokenizer}'s model_max_length "
+                    f"{tokenizer.model_max_length}: give data.max_length={tokenizer.model_max_length} or less."
+                )
+        else:
+            cache = Path(hp.data_dir) / "mlm_cache"
+            tokenizer = trained_tokenizer(train, hp.vocab_size, hp.lowercase, hp.max_length, cache)
+        if tokenizer.mask_token is None:
+            raise UserError(f"data.tokenizer={hp.tokenizer} has no mask token, so it cannot do masked LM")
+        target = Path(hp.tokenizer_dir).expanduser().resolve()
+        save_tokenizer(tokenizer, target)
+        self.tokenizer_dir = str(target)
+        return tokenizer
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.tokenizer is None:
+            self.texts = self._read()
+            self.tokenizer = self._tokenizer(self.texts["train"])
+        for role in STAGE_SPLITS.get(stage or "", SPLITS):
+            if role not in self.splits:
+                tokens = self._tokenize(role)
+                self.splits[role] = tokens if role == "train" else self._mask_once(tokens)
+
+    def _tokenize(self, role: str) -> Any:
+        import datasets
+
+        hp = self.hparams
+        key = fingerprint(
+            texts_fingerprint(self.texts[role]), tokenizer_fingerprint(self.tokenizer), hp.max_length, hp.line_by_line
+        )
+        cache_file = Path(hp.data_dir) / "mlm_cache" / "tokens" / f"{role}-{key}.arrow"
+        if cache_file.is_file():
+            dataset = datasets.Dataset.from_file(str(cache_file))
+        else:
+            cache_file.parent.mkdir(parents=True, exist_ok=True)
+            dataset = datasets.Dataset.from_dict({"text": self.texts[role]}).map(
+                lambda batch: encode(self.tokenizer, batch["text"], hp.max_length, hp.line_by_line),
+                batched=True,
+                remove_columns=["text"],
+                cache_file_name=str(cache_file),
+                desc="tokenising",
+            )
+        log.info(
+            "%s split: %d %s, tokens cached in %s",
+            role,
+            len(dataset),
+            "lines" if hp.line_by_line else "blocks",
+            cache_file,
+        )
+        return dataset
+
+    def _collator(self, seed: int | None) -> PadOffsets:
+        hp = self.hparams
+        # whole words are only ever replaced by [MASK]: the collator has no 80/10/10 for them
+        replace = {"mask_replace_prob": 1.0, "random_replace_prob": 0.0} if hp.whole_word_mask else {}
+        collator = DataCollatorForLanguageModeling(
+            self.tokenizer, mlm_probability=hp.mlm_probability, whole_word_mask=hp.whole_word_mask, seed=seed, **replace
+        )
+        return PadOffsets(collator)
+
+    def _mask_once(self, dataset: Any) -> Any:
+        """The split masked one example at a time by a collator seeded with `seed`: the same masks
+        in every validation pass, and independent of the batch size."""
+        import datasets
+
+        collator = self._collator(self.hparams.seed)
+        masked: dict[str, list] = {"input_ids": [], "labels": []}
+        for example in dataset:
+            batch = collator([example])
+            masked["input_ids"].append(batch["input_ids"][0].tolist())
+            masked["labels"].append(batch["labels"][0].tolist())
+        masked["attention_mask"] = [[1] * len(ids) for ids in masked["input_ids"]]
+        return datasets.Dataset.from_dict(masked)
+
+    def _loader(self, role: str) -> DataLoader:
+        hp = self.hparams
+        train = role == "train"
+        return DataLoader(
+            self.splits[role],
+            batch_size=self.batch_size,
+            shuffle=train,
+            # training masks with the global torch generator, which Lightning seeds (workers too)
+            collate_fn=self._collator(None) if train else DataCollatorForTokenClassification(self.tokenizer),
+            num_workers=hp.num_workers,
+            pin_memory=hp.pin_memory,
+            persistent_workers=hp.num_workers > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train")
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("validation")
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test")
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._loader("test")
+
+    def model_kwargs(self) -> dict[str, Any]:
+        return {"tokenizer_dir": self.tokenizer_dir}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"tokenizer_dir": self.tokenizer_dir}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.tokenizer_dir = state["tokenizer_dir"]
