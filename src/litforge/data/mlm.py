@@ -13,11 +13,9 @@ from litforge.data import mlm_sources
 from litforge.data.memory import split_indices
 from litforge.data.tokenizer import (
     fingerprint,
-    load_tokenizer,
-    save_tokenizer,
+    run_tokenizer,
     texts_fingerprint,
     tokenizer_fingerprint,
-    trained_tokenizer,
 )
 from litforge.utils.errors import UserError
 
@@ -163,28 +161,18 @@ class MaskedLMDataModule(L.LightningDataModule):
 
     def _tokenizer(self, train: list[str]) -> Any:
         hp = self.hparams
-        if self.tokenizer_dir is not None:
-            if not Path(self.tokenizer_dir).is_dir():
-                raise UserError(
-                    f"the checkpoint's tokenizer folder {self.tokenizer_dir} (written by its training run) "
-                    "is gone. Keep the training run directory next to its checkpoints."
-                )
-            return load_tokenizer(self.tokenizer_dir, "tokenizer_dir")
-        if hp.tokenizer:
-            tokenizer = load_tokenizer(hp.tokenizer, "data.tokenizer")
-            if hp.max_length > tokenizer.model_max_length:
-                raise UserError(
-                    f"data.max_length={hp.max_length} is longer than {hp.tokenizer}'s model_max_length "
-                    f"{tokenizer.model_max_length}: give data.max_length={tokenizer.model_max_length} or less."
-                )
-        else:
-            cache = Path(hp.data_dir) / "mlm_cache"
-            tokenizer = trained_tokenizer(train, hp.vocab_size, hp.lowercase, hp.max_length, cache)
+        tokenizer, self.tokenizer_dir = run_tokenizer(
+            self.tokenizer_dir,
+            hp.tokenizer,
+            lambda: train,
+            hp.tokenizer_dir,
+            hp.vocab_size,
+            hp.lowercase,
+            hp.max_length,
+            Path(hp.data_dir) / "mlm_cache",
+        )
         if tokenizer.mask_token is None:
             raise UserError(f"data.tokenizer={hp.tokenizer} has no mask token, so it cannot do masked LM")
-        target = Path(hp.tokenizer_dir).expanduser().resolve()
-        save_tokenizer(tokenizer, target)
-        self.tokenizer_dir = str(target)
         return tokenizer
 
     def setup(self, stage: str | None = None) -> None:

@@ -13,12 +13,10 @@ from litforge.data import text_checks, text_sources
 from litforge.data.memory import split_indices
 from litforge.data.tokenizer import (
     fingerprint,
-    load_tokenizer,
-    save_tokenizer,
+    run_tokenizer,
     texts_fingerprint,
     tokenize,
     tokenizer_fingerprint,
-    trained_tokenizer,
 )
 from litforge.utils.errors import UserError
 
@@ -147,27 +145,16 @@ class TextDataModule(L.LightningDataModule):
 
     def _tokenizer(self, train: dict[str, list]) -> Any:
         hp = self.hparams
-        if self.tokenizer_dir is not None:
-            if not Path(self.tokenizer_dir).is_dir():
-                raise UserError(
-                    f"the checkpoint's tokenizer folder {self.tokenizer_dir} (written by its training run) "
-                    "is gone. Keep the training run directory next to its checkpoints."
-                )
-            return load_tokenizer(self.tokenizer_dir, "tokenizer_dir")
-        if hp.tokenizer:
-            tokenizer = load_tokenizer(hp.tokenizer, "data.tokenizer")
-            if hp.max_length > tokenizer.model_max_length:
-                raise UserError(
-                    f"data.max_length={hp.max_length} is longer than {hp.tokenizer}'s model_max_length "
-                    f"{tokenizer.model_max_length}: give data.max_length={tokenizer.model_max_length} or less."
-                )
-        else:
-            texts = [t for column in self.text_columns for t in train[column]]
-            cache = Path(hp.data_dir) / "text_cache"
-            tokenizer = trained_tokenizer(texts, hp.vocab_size, hp.lowercase, hp.max_length, cache)
-        target = Path(hp.tokenizer_dir).expanduser().resolve()
-        save_tokenizer(tokenizer, target)
-        self.tokenizer_dir = str(target)
+        tokenizer, self.tokenizer_dir = run_tokenizer(
+            self.tokenizer_dir,
+            hp.tokenizer,
+            lambda: [t for c in self.text_columns for t in train[c]],
+            hp.tokenizer_dir,
+            hp.vocab_size,
+            hp.lowercase,
+            hp.max_length,
+            Path(hp.data_dir) / "text_cache",
+        )
         return tokenizer
 
     def setup(self, stage: str | None = None) -> None:

@@ -6,7 +6,7 @@ import json
 import logging
 import shutil
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 import datasets
@@ -150,3 +150,37 @@ def tokenize(
         encode, batched=True, remove_columns=list(text_columns), cache_file_name=str(cache_file), desc="tokenising"
     )
     return tokenized, False
+
+
+def run_tokenizer(
+    checkpoint_dir: str | None,
+    name: str | None,
+    train_texts: Callable[[], list[str]],
+    save_to: str,
+    vocab_size: int,
+    lowercase: bool,
+    max_length: int,
+    cache: Path,
+) -> tuple[PreTrainedTokenizerFast, str]:
+    """The tokenizer of a run and the folder it lives in: a checkpoint's own (`checkpoint_dir`),
+    else a named one (`data.tokenizer`), else one trained on the training texts; a new one is
+    saved to `save_to` so that eval and prediction reload exactly it."""
+    if checkpoint_dir is not None:
+        if not Path(checkpoint_dir).is_dir():
+            raise UserError(
+                f"the checkpoint's tokenizer folder {checkpoint_dir} (written by its training run) "
+                "is gone. Keep the training run directory next to its checkpoints."
+            )
+        return load_tokenizer(checkpoint_dir, "tokenizer_dir"), checkpoint_dir
+    if name:
+        tokenizer = load_tokenizer(name, "data.tokenizer")
+        if max_length > tokenizer.model_max_length:
+            raise UserError(
+                f"data.max_length={max_length} is longer than {name}'s model_max_length "
+                f"{tokenizer.model_max_length}: give data.max_length={tokenizer.model_max_length} or less."
+            )
+    else:
+        tokenizer = trained_tokenizer(train_texts(), vocab_size, lowercase, max_length, cache)
+    target = Path(save_to).expanduser().resolve()
+    save_tokenizer(tokenizer, target)
+    return tokenizer, str(target)

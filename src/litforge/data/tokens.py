@@ -13,7 +13,7 @@ from litforge.data import token_sources
 from litforge.data.conll import SCHEMES, Sentence, to_iob2
 from litforge.data.memory import split_indices
 from litforge.data.token_align import align_labels, split_long
-from litforge.data.tokenizer import load_tokenizer, save_tokenizer, trained_tokenizer
+from litforge.data.tokenizer import run_tokenizer
 from litforge.utils.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -152,22 +152,16 @@ class TokenDataModule(L.LightningDataModule):
 
     def _tokenizer(self, train: list[Sentence]) -> Any:
         hp = self.hparams
-        if self.tokenizer_dir is not None:
-            if not Path(self.tokenizer_dir).is_dir():
-                raise UserError(
-                    f"the checkpoint's tokenizer folder {self.tokenizer_dir} (written by its training run) "
-                    "is gone. Keep the training run directory next to its checkpoints."
-                )
-            return load_tokenizer(self.tokenizer_dir, "tokenizer_dir")
-        if hp.tokenizer:
-            tokenizer = load_tokenizer(hp.tokenizer, "data.tokenizer")
-        else:
-            texts = [" ".join(s.words) for s in train]
-            cache = Path(hp.data_dir) / "text_cache"
-            tokenizer = trained_tokenizer(texts, hp.vocab_size, hp.lowercase, hp.max_length, cache)
-        target = Path(hp.tokenizer_dir).expanduser().resolve()
-        save_tokenizer(tokenizer, target)
-        self.tokenizer_dir = str(target)
+        tokenizer, self.tokenizer_dir = run_tokenizer(
+            self.tokenizer_dir,
+            hp.tokenizer,
+            lambda: [" ".join(s.words) for s in train],
+            hp.tokenizer_dir,
+            hp.vocab_size,
+            hp.lowercase,
+            hp.max_length,
+            Path(hp.data_dir) / "text_cache",
+        )
         return tokenizer
 
     def setup(self, stage: str | None = None) -> None:
