@@ -254,3 +254,24 @@ def test_flat_params_use_override_keys_and_mask_secrets() -> None:
         "db.hf_token": "***",
         "db.uri": "http://u:***@h",
     }
+
+
+def test_resume_continues_the_same_mlflow_and_wandb_runs(tmp_path: Path) -> None:
+    from mlflow.tracking import MlflowClient
+
+    env = _offline_env(tmp_path)
+    overrides = [*TINY, "logger=many", "test=false"]
+    check_ok(run_cli("litforge.train", overrides, tmp_path, env=env))
+    (run,) = run_dirs(tmp_path)
+    ids = json.loads((run / "tracker_runs.json").read_text())
+    check_ok(run_cli("litforge.train", [f"resume={run}", "trainer.max_epochs=3"], tmp_path, env=env))
+
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow' / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("image_classifier")
+    (only,) = client.search_runs([experiment.experiment_id])
+    assert only.info.run_id == ids["mlflow"]
+    assert "trainer.max_epochs=3" in only.data.tags["litforge.resumed_with"]
+    epochs = [int(m.value) for m in client.get_metric_history(only.info.run_id, "epoch")]
+    assert sorted(set(epochs)) == [0, 1, 2], "the resumed epoch logs into the first run"
+    wandb_runs = sorted((tmp_path / "wandb").glob("offline-run-*"))
+    assert len(wandb_runs) == 2 and all(p.name.endswith(ids["wandb"]) for p in wandb_runs)

@@ -8,6 +8,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from litforge.tracking import run_ids
 from litforge.tracking.run_info import flat_params, git_state, hydra_job, package_versions, parameter_counts
 from litforge.tracking.settings import check_trackers
 from litforge.tracking.sweep import RUN_DIR_TAG
@@ -41,7 +42,7 @@ def log_run_info(trainer: Any, cfg: DictConfig, model: Any) -> None:
         "precision": str(trainer.precision),
     }
     for logger in trainer.loggers:
-        logger.log_hyperparams(params)
+        logger.log_hyperparams(_new_mlflow_params(logger, params) if isinstance(logger, MLFlowLogger) else params)
     if not trainer.is_global_zero:
         return
     output_dir = Path(cfg.paths.output_dir).resolve()
@@ -50,6 +51,7 @@ def log_run_info(trainer: Any, cfg: DictConfig, model: Any) -> None:
         if isinstance(logger, MLFlowLogger):
             from mlflow.entities import RunTag
 
+            run_ids.remember(output_dir, mlflow=logger.run_id)
             tags = {**code, RUN_DIR_TAG: output_dir}
             logger.experiment.log_batch(logger.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
             for path in files:
@@ -62,6 +64,19 @@ def log_run_info(trainer: Any, cfg: DictConfig, model: Any) -> None:
                 # TensorBoard's text tab renders markdown: indented lines keep the YAML as it is
                 text = "\n".join(f"    {line}" for line in path.read_text().splitlines())
                 logger.experiment.add_text(f"config/{path.name}", text)
+
+
+def _new_mlflow_params(logger: Any, params: dict[str, Any]) -> dict[str, Any]:
+    """MLflow params cannot change: a resumed run logs only new ones, and the values it changed
+    (e.g. trainer.max_epochs, ckpt_path) as the tag `litforge.resumed_with`."""
+    logged = logger.experiment.get_run(logger.run_id).data.params
+    if not logged:
+        return params
+    changed = {k: v for k, v in params.items() if k in logged and logged[k] != str(v)}
+    if changed:
+        text = " ".join(f"{k}={v}" for k, v in sorted(changed.items()))
+        logger.experiment.set_tag(logger.run_id, "litforge.resumed_with", text[:5000])
+    return {k: v for k, v in params.items() if k not in logged}
 
 
 def log_figures(trainer: Any, figures: Mapping[str, Path]) -> None:

@@ -6,6 +6,7 @@ from typing import Any
 
 from lightning.pytorch.loggers import MLFlowLogger
 
+from litforge.tracking import run_ids
 from litforge.tracking.run_info import default_run_name, sweep_dir, task_name
 from litforge.tracking.settings import local_artifact_location, resolve_tracking_uri
 from litforge.tracking.sweep import PARENT_TAG, SWEEP_TAG, find_sweep_parent
@@ -27,9 +28,12 @@ class MLflowRunLogger(MLFlowLogger):
         tags: Mapping[str, Any] | Sequence[str] | None = None,
         log_best_checkpoint: bool = False,
         registered_model_name: str | None = None,
+        run_dir: str | None = None,
         **kwargs: Any,
     ) -> None:
         uri = resolve_tracking_uri(tracking_uri, store_dir)
+        # a resumed run (resume=<run dir>) continues its MLflow run
+        kwargs.setdefault("run_id", run_ids.load(run_dir).get("mlflow"))
         kwargs.setdefault("artifact_location", local_artifact_location(uri, store_dir))
         # the config's `tags: [digits, cnn]` become MLflow tags digits=true, cnn=true
         tags = dict(tags) if isinstance(tags, Mapping) else dict.fromkeys(map(str, tags or []), "true")
