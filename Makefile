@@ -22,6 +22,11 @@ train: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+# benchmarks print tables (not part of make test)
+bench: $(STAMP)
+	$(PY) -m tests.benchmarks.bench_overhead
+	$(PY) -m tests.benchmarks.bench_startup
+
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests
 

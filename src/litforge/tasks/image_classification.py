@@ -49,21 +49,26 @@ class ImageClassificationModule(TaskModule):
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         loss, preds, y = self._step(batch)
-        self.train_metrics(preds, y)
+        # only updated per step and logged once at the epoch end: logging metric objects every
+        # step made Lightning's result collection cost more than a small model's step
+        self.train_metrics.update(preds, y)
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True)
-        self.log_dict(self.train_metrics, on_step=False, on_epoch=True)
         return loss
+
+    def on_train_epoch_end(self) -> None:
+        self.log_dict(self.train_metrics.compute())
+        self.train_metrics.reset()
 
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         loss, preds, y = self._step(batch)
-        self.val_metrics(preds, y)
+        self.val_metrics.update(preds, y)
         self.log("val/loss", loss, on_epoch=True, prog_bar=True, sync_dist=True)
         self.log_dict(self.val_metrics, on_epoch=True, prog_bar=True)
 
     def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         loss, preds, y = self._step(batch)
-        self.test_metrics(preds, y)
-        self.test_confusion(preds, y)
+        self.test_metrics.update(preds, y)
+        self.test_confusion.update(preds, y)
         self.log("test/loss", loss, on_epoch=True, sync_dist=True)
         self.log_dict(self.test_metrics, on_epoch=True)
 

@@ -87,13 +87,13 @@ class RegressionModule(TaskModule):
 
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         loss, preds, y = self._step(batch)
-        self.val_metrics(preds, y)
+        self.val_metrics.update(preds, y)
         self.log("val/loss", loss, on_epoch=True, prog_bar=True, sync_dist=True)
         self.log_dict(self.val_metrics, on_epoch=True, prog_bar=True)
 
     def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         loss, preds, y = self._step(batch)
-        self.test_metrics(preds, y)
+        self.test_metrics.update(preds, y)
         self.test_predictions.update(preds)
         self.test_targets.update(y)
         self.log("test/loss", loss, on_epoch=True, sync_dist=True)
