@@ -29,7 +29,7 @@ def main() -> None:
         ("bare `import lightning`", wall([python, "-c", "import lightning"])),
         ("start to first step (max_steps=1, no test)",
          wall([python, "-m", "litforge.train", *quiet, "+trainer.max_steps=1", "test=false", "callbacks=none",
-               "logger=null"])),
+               "logger=none", "optimized_metric=null"])),
     ]  # fmt: skip
     start = time.perf_counter()
     subprocess.run([python, "-m", "litforge.train", *quiet], check=True, capture_output=True)

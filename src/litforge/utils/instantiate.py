@@ -25,7 +25,7 @@ def instantiate_callbacks(cfg: DictConfig | None, has_logger: bool) -> list[Any]
     callbacks = []
     for c in _configs(cfg):
         if c._target_.endswith("LearningRateMonitor") and not has_logger:
-            log.info("logger=null: the LR monitor has nowhere to log and is left out")
+            log.info("no logger: the LR monitor has nowhere to log and is left out")
             continue
         callbacks.append(hydra.utils.instantiate(c))
     return callbacks
