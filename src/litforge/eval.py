@@ -4,6 +4,7 @@ or predict new texts with it: `... predict.texts='["great film", "boring"]'` or 
 import inspect
 import json
 import logging
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +12,7 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from litforge.utils.checkpoint import load_checkpoint
-from litforge.utils.config import require_file
+from litforge.utils.config import config_help, require_file
 from litforge.utils.errors import UserError, report_user_errors
 
 log = logging.getLogger(__name__)
@@ -115,8 +116,15 @@ def predict(cfg: DictConfig, checkpoint_path: Path) -> list[dict[str, Any]]:
     return records
 
 
+def main() -> None:
+    if "--help" in sys.argv[1:] or "-h" in sys.argv[1:]:
+        print(config_help("eval"))
+        return
+    run()
+
+
 @hydra.main(version_base="1.3", config_path="../../conf", config_name="eval")
-def main(cfg: DictConfig) -> None:
+def run(cfg: DictConfig) -> None:
     with report_user_errors(cfg.paths.output_dir):
         path = require_file(cfg.get("ckpt_path"), "checkpoint file", "ckpt_path")
         from litforge.utils.instantiate import trainer_settings

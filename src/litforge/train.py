@@ -9,7 +9,7 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from litforge.utils.config import check_override_types, require_file, value_overrides
+from litforge.utils.config import check_override_types, config_help, require_file, value_overrides
 from litforge.utils.errors import UserError, report_user_errors
 
 log = logging.getLogger(__name__)
@@ -119,6 +119,9 @@ def resume_argv(argv: list[str]) -> list[str]:
 
 
 def main() -> None:
+    if "--help" in sys.argv[1:] or "-h" in sys.argv[1:]:
+        print(config_help("train"))
+        return
     with report_user_errors():
         sys.argv = resume_argv(sys.argv)
     run()

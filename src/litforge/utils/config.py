@@ -76,3 +76,30 @@ def require_file(path: str | Path | None, what: str, key: str) -> Path:
         hint = " (it is a directory)" if resolved.is_dir() else ""
         raise UserError(f"{key}={path}: no such {what}{hint}. Give the path of an existing file.")
     return resolved
+
+
+def config_help(command: str) -> str:
+    """`--help`: the config groups and their options, read from conf/ directly.
+
+    Hydra's own help builds a config repository per group (over a hundred with the sweeper and
+    launcher plugins) and takes seconds; this answers at once. `--hydra-help` is Hydra's.
+    """
+    groups: dict[str, list[str]] = {}
+    for path in sorted(CONFIG_DIR.rglob("*.yaml")):
+        parts = path.relative_to(CONFIG_DIR).parts
+        if len(parts) > 1 and parts[0] not in ("hydra", "local"):
+            groups.setdefault("/".join(parts[:-1]), []).append(path.stem)
+    lines = [
+        f"{command} is powered by Hydra.",
+        "",
+        "== Configuration groups ==",
+        "Compose your configuration from those groups (group=option)",
+        "",
+        *(f"{group}: {', '.join(options)}" for group, options in sorted(groups.items())),
+        "",
+        "== Overrides ==",
+        "Override any key (foo.bar=value), add one (+foo.bar=value), remove one (~foo.bar).",
+        f"The composed config: python -m litforge.{command} --cfg job [overrides]",
+        f"Hydra's own options (multirun, launchers, sweepers): python -m litforge.{command} --hydra-help",
+    ]
+    return "\n".join(lines)
