@@ -10,7 +10,7 @@ from torch.utils.data import DataLoader
 from transformers import DataCollatorForLanguageModeling, DataCollatorForTokenClassification
 
 from litforge.data import mlm_sources
-from litforge.data.memory import split_indices
+from litforge.data.memory import carve_missing_splits
 from litforge.data.tokenizer import (
     fingerprint,
     run_tokenizer,
@@ -146,17 +146,7 @@ class MaskedLMDataModule(L.LightningDataModule):
         for role, values in texts.items():
             if not values:
                 raise UserError(f"the {role} split holds no text (data.source={hp.source}): give a non-empty one")
-        missing = [r for r in ("validation", "test") if r not in texts]
-        fractions = {"validation": hp.val_fraction, "test": hp.test_fraction}
-        for role in missing:
-            if fractions[role] <= 0:
-                key = "val" if role == "validation" else "test"
-                raise UserError(f"no {role} split: set data.{key}_fraction above 0 or give data.{key}_file")
-        if missing:
-            train = texts["train"]
-            parts = split_indices(len(train), [0, *(fractions[r] for r in missing)], hp.seed)
-            for role, index in zip(["train", *missing], parts, strict=True):
-                texts[role] = [train[i] for i in index.tolist()]
+        carve_missing_splits(texts, hp.val_fraction, hp.test_fraction, hp.seed)
         return texts
 
     def _tokenizer(self, train: list[str]) -> Any:

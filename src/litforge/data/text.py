@@ -10,7 +10,7 @@ from torch.utils.data import DataLoader
 from transformers import DataCollatorWithPadding
 
 from litforge.data import text_checks, text_sources
-from litforge.data.memory import split_indices
+from litforge.data.memory import carve_missing_splits
 from litforge.data.tokenizer import (
     fingerprint,
     run_tokenizer,
@@ -127,21 +127,14 @@ class TextDataModule(L.LightningDataModule):
         return self._carve(read)
 
     def _carve(self, read: dict[str, dict[str, list]]) -> dict[str, dict[str, list]]:
-        """Validation and test splits the source lacks, cut from the training split (seeded)."""
         hp = self.hparams
-        fractions = {"validation": hp.val_fraction, "test": hp.test_fraction}
-        missing = [role for role in ("validation", "test") if role not in read]
-        if not missing:
-            return read
-        for role in missing:
-            if fractions[role] <= 0:
-                key = "val" if role == "validation" else "test"
-                raise UserError(f"no {role} split: set data.{key}_fraction above 0 or give data.{key}_file")
-        train = read["train"]
-        parts = split_indices(len(train["labels"]), [0, *(fractions[r] for r in missing)], hp.seed)
-        for role, index in zip(["train", *missing], parts, strict=True):
-            read[role] = {column: [values[i] for i in index.tolist()] for column, values in train.items()}
-        return read
+        return carve_missing_splits(
+            read,
+            hp.val_fraction,
+            hp.test_fraction,
+            hp.seed,
+            take=lambda columns, index: {name: [values[i] for i in index] for name, values in columns.items()},
+        )
 
     def _tokenizer(self, train: dict[str, list]) -> Any:
         hp = self.hparams

@@ -11,7 +11,7 @@ from transformers import DataCollatorForTokenClassification
 
 from litforge.data import token_sources
 from litforge.data.conll import SCHEMES, Sentence, to_iob2
-from litforge.data.memory import split_indices
+from litforge.data.memory import carve_missing_splits
 from litforge.data.token_align import align_labels, split_long
 from litforge.data.tokenizer import run_tokenizer
 from litforge.utils.errors import UserError
@@ -135,20 +135,8 @@ class TokenDataModule(L.LightningDataModule):
         return self._carve(raw)
 
     def _carve(self, raw: dict[str, list[Sentence]]) -> dict[str, list[Sentence]]:
-        """Validation and test splits the source lacks, cut from the training split (seeded)."""
         hp = self.hparams
-        fractions = {"validation": hp.val_fraction, "test": hp.test_fraction}
-        missing = [role for role in ("validation", "test") if role not in raw]
-        for role in missing:
-            if not 0 < fractions[role] < 1:
-                key = token_sources.ROLE_KEYS[role]
-                raise UserError(f"no {role} split: set data.{key}_fraction in (0, 1) or give data.{key}_file")
-        if missing:
-            train = raw["train"]
-            parts = split_indices(len(train), [0, *(fractions[r] for r in missing)], hp.seed)
-            for role, index in zip(["train", *missing], parts, strict=True):
-                raw[role] = [train[i] for i in index.tolist()]
-        return raw
+        return carve_missing_splits(raw, hp.val_fraction, hp.test_fraction, hp.seed)
 
     def _tokenizer(self, train: list[Sentence]) -> Any:
         hp = self.hparams
