@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from litforge.data.hub import load_hub_dataset
 from litforge.utils.errors import UserError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
@@ -53,9 +54,8 @@ def load_hub(
     mode: str | None,
 ) -> ImageData:
     """A hub image data set (e.g. ylecun/mnist, uoft-cs/cifar10); downloads once into cache_dir."""
-    import datasets
 
-    dataset = datasets.load_dataset(name, config, cache_dir=cache_dir)
+    dataset = load_hub_dataset(name, config, cache_dir)
     train = dataset["train"]
     for column in (image_column, label_column):
         if column not in train.column_names:

@@ -150,19 +150,9 @@ class MaskedLMDataModule(L.LightningDataModule):
         return texts
 
     def _tokenizer(self, train: list[str]) -> Any:
-        hp = self.hparams
-        tokenizer, self.tokenizer_dir = run_tokenizer(
-            self.tokenizer_dir,
-            hp.tokenizer,
-            lambda: train,
-            hp.tokenizer_dir,
-            hp.vocab_size,
-            hp.lowercase,
-            hp.max_length,
-            Path(hp.data_dir) / "mlm_cache",
-        )
+        tokenizer, self.tokenizer_dir = run_tokenizer(self.tokenizer_dir, self.hparams, lambda: train, "mlm_cache")
         if tokenizer.mask_token is None:
-            raise UserError(f"data.tokenizer={hp.tokenizer} has no mask token, so it cannot do masked LM")
+            raise UserError(f"data.tokenizer={self.hparams.tokenizer} has no mask token, so it cannot do masked LM")
         return tokenizer
 
     def setup(self, stage: str | None = None) -> None:

@@ -137,16 +137,8 @@ class TextDataModule(L.LightningDataModule):
         )
 
     def _tokenizer(self, train: dict[str, list]) -> Any:
-        hp = self.hparams
         tokenizer, self.tokenizer_dir = run_tokenizer(
-            self.tokenizer_dir,
-            hp.tokenizer,
-            lambda: [t for c in self.text_columns for t in train[c]],
-            hp.tokenizer_dir,
-            hp.vocab_size,
-            hp.lowercase,
-            hp.max_length,
-            Path(hp.data_dir) / "text_cache",
+            self.tokenizer_dir, self.hparams, lambda: [t for c in self.text_columns for t in train[c]], "text_cache"
         )
         return tokenizer
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from litforge.data.hub import load_hub_dataset
 from litforge.data.sentiment_corpus import generate_reviews
 from litforge.utils.errors import UserError
 
@@ -42,13 +43,7 @@ def load_hub(name: str, config_name: str | None, cache_dir: str, splits: dict[st
     """The named splits of a hub data set (e.g. {"train": "train", "test": "validation"})."""
     import datasets
 
-    try:
-        loaded = datasets.load_dataset(name, config_name, cache_dir=cache_dir)
-    except (OSError, ValueError, RuntimeError) as err:  # datasets raises RuntimeError for script-based sets
-        raise UserError(
-            f"data.name={name}: the hub data set could not be loaded ({str(err).splitlines()[0][:160]}). "
-            "Check the id (e.g. stanfordnlp/sst2) and that the hub is reachable once to download it."
-        ) from err
+    loaded = load_hub_dataset(name, config_name, cache_dir)
     raw = {}
     for role, split in splits.items():
         if split is None:

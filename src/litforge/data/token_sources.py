@@ -1,10 +1,10 @@
 """Where tagged sentences come from: the generated corpus, a hub data set, the user's files.
 Each loader returns sentences by split role ("train", and "validation"/"test" where it has them)."""
 
-from pathlib import Path
 from typing import Any
 
 from litforge.data.conll import Sentence, read_tagged_file
+from litforge.data.hub import load_hub_dataset
 from litforge.data.ner_corpus import generate_sentences
 from litforge.utils.errors import UserError
 
@@ -43,16 +43,8 @@ def load_hub(
     tag_column: Any,
 ) -> dict[str, list[Sentence]]:
     """The named splits of a hub data set with a list-of-tokens and a list-of-tags column."""
-    import datasets
 
-    # RuntimeError: a script-based data set, which datasets>=4 no longer runs
-    try:
-        loaded = datasets.load_dataset(name, config_name, cache_dir=str(Path(cache_dir)))
-    except (OSError, ValueError, RuntimeError) as err:
-        raise UserError(
-            f"data.name={name} (data.config_name={config_name}): the hub data set could not be loaded "
-            f"({str(err).splitlines()[0][:160]}). Check the id and that the hub is reachable once to download it."
-        ) from err
+    loaded = load_hub_dataset(name, config_name, cache_dir)
     raw = {}
     for role, split in splits.items():
         if split is None:

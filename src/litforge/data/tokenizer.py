@@ -8,6 +8,7 @@ import shutil
 import tempfile
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 import datasets
 from transformers import AutoTokenizer, PreTrainedTokenizerBase, PreTrainedTokenizerFast
@@ -153,18 +154,13 @@ def tokenize(
 
 
 def run_tokenizer(
-    checkpoint_dir: str | None,
-    name: str | None,
-    train_texts: Callable[[], list[str]],
-    save_to: str,
-    vocab_size: int,
-    lowercase: bool,
-    max_length: int,
-    cache: Path,
+    checkpoint_dir: str | None, hp: Any, train_texts: Callable[[], list[str]], cache: str
 ) -> tuple[PreTrainedTokenizerFast, str]:
     """The tokenizer of a run and the folder it lives in: a checkpoint's own (`checkpoint_dir`),
     else a named one (`data.tokenizer`), else one trained on the training texts; a new one is
-    saved to `save_to` so that eval and prediction reload exactly it."""
+    saved to `hp.tokenizer_dir` so that eval and prediction reload exactly it. `hp`: the data
+    module's hyperparameters (tokenizer, tokenizer_dir, vocab_size, lowercase, max_length, data_dir)."""
+    name, max_length = hp.tokenizer, hp.max_length
     if checkpoint_dir is not None:
         if not Path(checkpoint_dir).is_dir():
             raise UserError(
@@ -180,7 +176,7 @@ def run_tokenizer(
                 f"{tokenizer.model_max_length}: give data.max_length={tokenizer.model_max_length} or less."
             )
     else:
-        tokenizer = trained_tokenizer(train_texts(), vocab_size, lowercase, max_length, cache)
-    target = Path(save_to).expanduser().resolve()
+        tokenizer = trained_tokenizer(train_texts(), hp.vocab_size, hp.lowercase, max_length, Path(hp.data_dir) / cache)
+    target = Path(hp.tokenizer_dir).expanduser().resolve()
     save_tokenizer(tokenizer, target)
     return tokenizer, str(target)

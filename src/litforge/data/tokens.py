@@ -1,7 +1,6 @@
 """Tagged sentences (NER and other token tagging) tokenised for a Hugging Face encoder."""
 
 import logging
-from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as L
@@ -139,16 +138,8 @@ class TokenDataModule(L.LightningDataModule):
         return carve_missing_splits(raw, hp.val_fraction, hp.test_fraction, hp.seed)
 
     def _tokenizer(self, train: list[Sentence]) -> Any:
-        hp = self.hparams
         tokenizer, self.tokenizer_dir = run_tokenizer(
-            self.tokenizer_dir,
-            hp.tokenizer,
-            lambda: [" ".join(s.words) for s in train],
-            hp.tokenizer_dir,
-            hp.vocab_size,
-            hp.lowercase,
-            hp.max_length,
-            Path(hp.data_dir) / "text_cache",
+            self.tokenizer_dir, self.hparams, lambda: [" ".join(s.words) for s in train], "text_cache"
         )
         return tokenizer
 
