@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from omegaconf import OmegaConf
 
 from tests.helpers import QUIET, check_ok, run_cli, run_dirs
 
@@ -69,28 +70,57 @@ def test_ddp_sim_inside_an_optuna_sweep_keeps_each_trials_ranks_together(tmp_pat
     assert trials_csv["value"].between(0, 1).all()
 
 
-def test_a_failing_job_is_a_failed_trial_and_the_study_goes_on(tmp_path: Path) -> None:
+def test_a_failing_job_is_a_failed_trial_and_a_stored_study_resumes(tmp_path: Path) -> None:
+    import optuna
+
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
     overrides = [
         "-m",
         *TINY,
         "hparams_search=digits_optuna",
-        "hydra.sweeper.n_trials=4",
+        f"hydra.sweeper.storage={storage}",
         "hydra.sweeper.sampler.seed=3",
         "data.batch_size=choice(0,32)",
     ]
-    proc = run_cli("litforge.train", overrides, tmp_path)
+    proc = run_cli("litforge.train", [*overrides, "hydra.sweeper.n_trials=4"], tmp_path)
     check_ok(proc)
     trials = pd.read_csv(sweep_dir(tmp_path) / "trials.csv")
     assert len(trials) == 4
-    batch_zero = trials["overrides"].str.contains("data.batch_size=0 ")
+    batch_zero = trials["overrides"].str.contains(r"data\.batch_size=0(?:\s|$)")
     assert batch_zero.any() and (~batch_zero).any(), "the seed should draw both batch sizes"
     assert (trials.loc[batch_zero, "status"] == "FAILED").all()
     assert (trials.loc[~batch_zero, "status"] == "COMPLETED").all()
     assert "data.batch_size=0: give a batch size of at least 1" in proc.stdout + proc.stderr
 
+    # an interrupted sweep leaves a trial running; rerunning with the same storage resumes the study
+    study = optuna.load_study(study_name="digits_cnn", storage=storage)
+    first_params = [t.params for t in study.trials]
+    study.ask()
+    proc = run_cli("litforge.train", [*overrides, "hydra.sweeper.n_trials=6"], tmp_path)
+    check_ok(proc)
+    study = optuna.load_study(study_name="digits_cnn", storage=storage)
+    states = [t.state.name for t in study.trials]
+    assert len(states) == 6 and states[4] == "FAIL", "the trial left running should be marked failed"
+    assert states[:4] == ["FAIL" if zero else "COMPLETE" for zero in batch_zero]
+    assert states[5] in {"COMPLETE", "FAIL"} and study.trials[5].params not in first_params
+    (resumed,) = (p for p in (tmp_path / "train" / "multiruns").iterdir() if (p / "5").is_dir())
+    assert sorted(p.name for p in resumed.iterdir() if p.is_dir()) == ["5"], "job folders follow trial numbers"
+    assert "trial 4 of study digits_cnn was left running: marked failed" in proc.stdout + proc.stderr
 
-def test_joblib_launcher_runs_two_jobs_in_parallel(tmp_path: Path) -> None:
-    overrides = ["-m", *TINY, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "model.optimizer.lr=0.001,0.003"]
+
+def test_joblib_launcher_trains_two_optuna_trials_at_once_on_two_objectives(tmp_path: Path) -> None:
+    overrides = [
+        "-m",
+        *TINY,
+        "hparams_search=digits_optuna",
+        "hydra/sweeper/sampler=nsgaii",
+        "optimized_metric=[val/acc,val/loss]",
+        "hydra.sweeper.direction=[maximize,minimize]",
+        "hydra.sweeper.n_trials=2",
+        "hydra.sweeper.n_jobs=2",
+        "hydra/launcher=joblib",
+        "hydra.launcher.n_jobs=2",
+    ]
     proc = run_cli("litforge.train", overrides, tmp_path)
     check_ok(proc)
     sweep = sweep_dir(tmp_path)
@@ -98,6 +128,11 @@ def test_joblib_launcher_runs_two_jobs_in_parallel(tmp_path: Path) -> None:
         assert (sweep / job / "metrics.json").is_file()
         assert (sweep / job / "checkpoints/last.ckpt").is_file()
     assert "Joblib.Parallel(n_jobs=2" in proc.stdout + proc.stderr
+    results = OmegaConf.load(sweep / "optimization_results.yaml")
+    assert results.directions == ["maximize", "minimize"] and results.n_complete == 2
+    for trial in results.best_trials:
+        accuracy, loss = trial["values"]
+        assert 0 <= accuracy <= 1 and loss > 0
 
 
 def test_basic_sweeper_grid_gives_one_folder_per_job(tmp_path: Path) -> None:
@@ -129,3 +164,20 @@ def test_slurm_launcher_follows_the_trainer_layout() -> None:
     assert launcher["_target_"].endswith("SlurmLauncher")
     assert (launcher["nodes"], launcher["tasks_per_node"], launcher["gpus_per_node"]) == (3, 2, 2)
     assert launcher["partition"] == "gpu"
+
+
+def test_a_sweep_whose_trials_all_fail_exits_non_zero_with_its_results(tmp_path: Path) -> None:
+    overrides = ["-m", *QUIET, "hparams_search=digits_optuna", "hydra.sweeper.n_trials=1", "data.batch_size=choice(0)"]
+    proc = run_cli("litforge.train", overrides, tmp_path)
+    assert proc.returncode == 1
+    assert "no trial of study digits_cnn completed; each failed job's error is in its log under" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert pd.read_csv(sweep_dir(tmp_path) / "trials.csv")["status"].tolist() == ["FAILED"]
+
+
+def test_a_search_space_key_the_config_lacks_is_refused_before_training(tmp_path: Path) -> None:
+    overrides = ["-m", *QUIET, "hparams_search=digits_optuna", "model.optimizer.lrr=choice(0.1,0.2)"]
+    proc = run_cli("litforge.train", overrides, tmp_path)
+    assert proc.returncode == 1
+    assert "Could not override 'model.optimizer.lrr'" in proc.stderr and "Traceback" not in proc.stderr
+    assert not list(sweep_dir(tmp_path).glob("*/checkpoints"))

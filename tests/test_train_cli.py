@@ -141,7 +141,7 @@ def test_help_and_cfg_answer_without_training(tmp_path: Path) -> None:
     proc = run_cli("litforge.train", ["--help"], tmp_path)
     check_ok(proc)
     assert "model/optimizer: adam, adamw, rmsprop, sgd" in proc.stdout
-    assert "hparams_search: diabetes_optuna, digits_grid" in proc.stdout
+    assert "hparams_search: conll_ner_optuna, diabetes_optuna, digits_grid" in proc.stdout
     proc = run_cli("litforge.eval", ["--help"], tmp_path)
     check_ok(proc)
     assert "--cfg job" in proc.stdout and "logger: csv" in proc.stdout

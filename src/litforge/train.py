@@ -128,7 +128,7 @@ def main() -> None:
 
 
 @hydra.main(version_base="1.3", config_path="../../conf", config_name="train")
-def run(cfg: DictConfig) -> float | None:
+def run(cfg: DictConfig) -> float | list[float] | None:
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
@@ -139,16 +139,22 @@ def run(cfg: DictConfig) -> float | None:
 
         with ddp_ranks_follow_the_job(cfg):
             metrics = train(cfg)
-        name = cfg.get("optimized_metric")
-        if not name:
+        names = cfg.get("optimized_metric")
+        if not names:
             return None
-        if name not in metrics:
-            raise UserError(f"optimized_metric={name} was not logged; logged metrics: {sorted(metrics)}")
-        if not math.isfinite(metrics[name]):
-            # a sweeper cannot rank a NaN: the job is reported as failed instead
-            raise UserError(f"optimized metric {name} is {metrics[name]}: training diverged")
-        log.info("optimized metric %s = %.6f", name, metrics[name])
-        return metrics[name]
+        values = [optimized_value(metrics, name) for name in ([names] if isinstance(names, str) else names)]
+        return values[0] if isinstance(names, str) else values
+
+
+def optimized_value(metrics: dict[str, float], name: str) -> float:
+    """The value a sweeper ranks a job by; a list of names in `optimized_metric` gives one per objective."""
+    if name not in metrics:
+        raise UserError(f"optimized_metric={name} was not logged; logged metrics: {sorted(metrics)}")
+    if not math.isfinite(metrics[name]):
+        # a sweeper cannot rank a NaN: the job is reported as failed instead
+        raise UserError(f"optimized metric {name} is {metrics[name]}: training diverged")
+    log.info("optimized metric %s = %.6f", name, metrics[name])
+    return metrics[name]
 
 
 if __name__ == "__main__":

@@ -73,7 +73,7 @@ def best_job(sweep: Path, metric: str, maximize: bool) -> tuple[float, Path] | N
 def _maximize(config: DictConfig) -> bool:
     direction = config.hydra.sweeper.get("direction")
     if isinstance(direction, str):
-        return direction == "maximize"
+        return direction.lower() in ("max", "maximize")
     return OmegaConf.select(config, "model.mode", default="min") == "max"
 
 
@@ -126,7 +126,8 @@ class MLflowSweepRun(Callback):
         if parent is None:
             return
         metric = config.get("optimized_metric")
-        best = best_job(sweep, metric, _maximize(config)) if metric else None
+        # a list of objectives (a Pareto front) has no single best job
+        best = best_job(sweep, metric, _maximize(config)) if isinstance(metric, str) else None
         if best is not None:
             value, run_dir = best
             client.log_metric(parent, metric, value)

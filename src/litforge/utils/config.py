@@ -46,6 +46,10 @@ def value_overrides(overrides: list[str]) -> tuple[list[str], list[tuple[str, st
     return groups, values
 
 
+# keys that take one name or a list of names (a sweep over several objectives)
+ONE_OR_MANY = {"optimized_metric"}
+
+
 def check_override_types(cfg: DictConfig, overrides: list[str], baseline: DictConfig) -> None:
     """Refuse `key=value` overrides whose value has another type than the config's own value.
 
@@ -60,6 +64,8 @@ def check_override_types(cfg: DictConfig, overrides: list[str], baseline: DictCo
         if OmegaConf.is_config(after):
             after = OmegaConf.to_container(after)
         want, got = _kind(before), _kind(after)
+        if key in ONE_OR_MANY and want == "string" and got == "list" and all(isinstance(v, str) for v in after):
+            continue
         if want and got and want != got:
             raise UserError(
                 f"override '{line}': {key} expects a {want} (its default is {before!r}), "

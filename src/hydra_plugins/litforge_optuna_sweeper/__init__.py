@@ -1,0 +1,1 @@
+"""Hydra sweeper plugin: Optuna studies with resumable storage."""
