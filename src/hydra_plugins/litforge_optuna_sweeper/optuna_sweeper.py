@@ -183,6 +183,12 @@ class OptunaSweeper(Sweeper):
             self.n_trials,
             ", ".join(f"{k}: {d}" for k, d in space.items()),
         )
+        if remaining <= 0:
+            log.warning(
+                "study %s already has %d finished trials: raise hydra.sweeper.n_trials to run more",
+                study.study_name,
+                finished,
+            )
         launched = failed = 0
         while launched < remaining:
             trials = [study.ask(space) for _ in range(min(self.n_jobs, remaining - launched))]
