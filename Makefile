@@ -26,6 +26,8 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m tests.benchmarks.bench_overhead
 	$(PY) -m tests.benchmarks.bench_startup
+	$(PY) -m tests.benchmarks.bench_text
+	$(PY) -m tests.benchmarks.bench_sweep
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests
