@@ -9,7 +9,7 @@ from torchmetrics.classification import MulticlassConfusionMatrix
 
 from litforge.nets.init import init_weights
 from litforge.tasks.base import TaskModule
-from litforge.tasks.metrics import classification_metrics
+from litforge.tasks.metrics import EpochPredictions, classification_metrics
 from litforge.utils.plots import confusion_matrix_figure
 
 
@@ -35,6 +35,7 @@ class ImageClassificationModule(TaskModule):
         self.class_names = list(class_names or map(str, range(num_classes)))
         metrics = classification_metrics(num_classes)
         self.train_metrics = metrics.clone(prefix="train/")
+        self.train_predictions = EpochPredictions()
         self.val_metrics = metrics.clone(prefix="val/")
         self.test_metrics = metrics.clone(prefix="test/")
         self.test_confusion = MulticlassConfusionMatrix(num_classes)
@@ -49,15 +50,12 @@ class ImageClassificationModule(TaskModule):
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         loss, preds, y = self._step(batch)
-        # only updated per step and logged once at the epoch end: logging metric objects every
-        # step made Lightning's result collection cost more than a small model's step
-        self.train_metrics.update(preds, y)
+        self.train_predictions.add(preds, y)
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True)
         return loss
 
     def on_train_epoch_end(self) -> None:
-        self.log_dict(self.train_metrics.compute())
-        self.train_metrics.reset()
+        self.log_dict(self.train_predictions.score(self.train_metrics))
 
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         loss, preds, y = self._step(batch)

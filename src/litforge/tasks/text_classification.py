@@ -10,7 +10,7 @@ from transformers import AutoModelForSequenceClassification
 from litforge.data.tokenizer import load_tokenizer
 from litforge.tasks.base import TaskModule
 from litforge.tasks.hf_backbone import build_backbone, checkpoint_backbone, input_names, layerwise_lr_groups
-from litforge.tasks.metrics import classification_metrics
+from litforge.tasks.metrics import EpochPredictions, classification_metrics
 from litforge.utils.errors import UserError
 from litforge.utils.plots import confusion_matrix_figure
 
@@ -56,6 +56,7 @@ class TextClassificationModule(TaskModule):
         self.inputs = input_names(self.model)
         metrics = classification_metrics(num_labels)
         self.train_metrics = metrics.clone(prefix="train/")
+        self.train_predictions = EpochPredictions()
         self.val_metrics = metrics.clone(prefix="val/")
         self.test_metrics = metrics.clone(prefix="test/")
         self.val_auroc = BinaryAUROC() if num_labels == 2 else None
@@ -72,10 +73,12 @@ class TextClassificationModule(TaskModule):
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         loss, logits, labels = self._step(batch)
-        self.train_metrics(logits.argmax(-1), labels)
+        self.train_predictions.add(logits.argmax(-1), labels)
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(labels))
-        self.log_dict(self.train_metrics, on_step=False, on_epoch=True, batch_size=len(labels))
         return loss
+
+    def on_train_epoch_end(self) -> None:
+        self.log_dict(self.train_predictions.score(self.train_metrics))
 
     def _evaluate(self, batch: dict[str, Tensor], stage: str) -> tuple[Tensor, Tensor]:
         loss, logits, labels = self._step(batch)
