@@ -51,10 +51,11 @@ class ImageClassificationModule(TaskModule):
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         loss, preds, y = self._step(batch)
         self.train_predictions.add(preds, y)
-        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True)
+        self.log_train_loss(loss, len(y))
         return loss
 
     def on_train_epoch_end(self) -> None:
+        super().on_train_epoch_end()
         self.log_dict(self.train_predictions.score(self.train_metrics))
 
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:

@@ -72,7 +72,7 @@ class MaskedLanguageModelingModule(TaskModule):
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         logits = self(batch)
         loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1), batch["labels"].flatten())
-        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(logits))
+        self.log_train_loss(loss, len(logits))
         return loss
 
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:

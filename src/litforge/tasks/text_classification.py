@@ -74,10 +74,11 @@ class TextClassificationModule(TaskModule):
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         loss, logits, labels = self._step(batch)
         self.train_predictions.add(logits.argmax(-1), labels)
-        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(labels))
+        self.log_train_loss(loss, len(labels))
         return loss
 
     def on_train_epoch_end(self) -> None:
+        super().on_train_epoch_end()
         self.log_dict(self.train_predictions.score(self.train_metrics))
 
     def _evaluate(self, batch: dict[str, Tensor], stage: str) -> tuple[Tensor, Tensor]:

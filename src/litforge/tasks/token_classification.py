@@ -83,7 +83,7 @@ class TokenClassificationModule(TaskModule):
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         loss, _ = self._step(batch)
-        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(batch["labels"]))
+        self.log_train_loss(loss, len(batch["labels"]))
         return loss
 
     def _evaluate(self, batch: dict[str, Tensor], stage: str) -> None:
