@@ -1,6 +1,9 @@
 # Each target sets up .venv itself; the install is redone only when pyproject.toml or TORCH changes.
 PYTHON ?= python3
 TORCH ?= torch==2.13.0
+# pytest-xdist workers for make test (0: run in this process); files stay whole on one worker so
+# their module fixtures (an MLflow server, a sweep) are built once
+TEST_WORKERS ?= 2
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(subst =,-,$(subst $() ,_,$(TORCH)))
@@ -20,7 +23,7 @@ train: $(STAMP)
 	$(PY) -m litforge.train $(ARGS)
 
 test: $(STAMP)
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 # benchmarks print tables (not part of make test)
 bench: $(STAMP)
