@@ -44,14 +44,12 @@ def bare_step(model: L.LightningModule) -> L.LightningModule:
     return model
 
 
-def lightning_epochs(experiment: str, bare: bool = False) -> list[float]:
-    datamodule, model = build(experiment)
-    if bare:
-        bare_step(model)
+def timed_fit(model: L.LightningModule, epochs: int, fit_kwargs: dict, **trainer_kwargs) -> list[float]:
+    """Seconds of each training epoch but the first, with nothing but training in the loop:
+    no validation, checkpoints, loggers, progress bar or model summary."""
     timer = EpochTimer()
     trainer = L.Trainer(
-        max_epochs=EPOCHS,
-        accelerator="cpu",
+        max_epochs=epochs,
         devices=1,
         logger=False,
         enable_checkpointing=False,
@@ -59,9 +57,17 @@ def lightning_epochs(experiment: str, bare: bool = False) -> list[float]:
         enable_model_summary=False,
         limit_val_batches=0,
         callbacks=[timer],
+        **trainer_kwargs,
     )
-    trainer.fit(model, datamodule=datamodule)
+    trainer.fit(model, **fit_kwargs)
     return timer.times[1:]
+
+
+def lightning_epochs(experiment: str, bare: bool = False) -> list[float]:
+    datamodule, model = build(experiment)
+    if bare:
+        bare_step(model)
+    return timed_fit(model, EPOCHS, {"datamodule": datamodule}, accelerator="cpu")
 
 
 def hand_written_epochs(experiment: str) -> list[float]:

@@ -21,7 +21,7 @@ from transformers import (
 )
 
 from litforge.utils.build import instantiate_datamodule, instantiate_task, prepare_datamodule
-from tests.benchmarks.bench_overhead import EpochTimer
+from tests.benchmarks.bench_overhead import timed_fit
 from tests.helpers import compose_config
 
 EPOCHS = 4  # the first of each fit is warm-up and not counted
@@ -65,22 +65,15 @@ def litforge_epochs(
     loader = datamodule.train_dataloader()
     if pad_to_max_length:
         loader = padded_to_max_length(loader, datamodule.tokenizer, cfg.data.max_length)
-    timer = EpochTimer()
-    trainer = L.Trainer(
-        max_epochs=EPOCHS,
+    epochs = timed_fit(
+        model,
+        EPOCHS,
+        {"train_dataloaders": loader},
         accelerator=accelerator,
-        devices=1,
         precision=precision,
         gradient_clip_val=cfg.trainer.gradient_clip_val,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        limit_val_batches=0,
-        callbacks=[timer],
     )
-    trainer.fit(model, train_dataloaders=loader)
-    return timer.times[1:], len(loader.dataset)
+    return epochs, len(loader.dataset)
 
 
 def trainer_epochs(cfg: DictConfig, output_dir: Path) -> tuple[list[float], int]:
