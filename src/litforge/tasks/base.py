@@ -40,6 +40,15 @@ class TaskModule(L.LightningModule):
             self.log("train/loss_epoch", mean, on_epoch=True, prog_bar=True, sync_dist=True)
         self._train_loss_sum, self._train_loss_count = None, 0
 
+    def log_evaluation(self, stage: str, loss: Tensor, preds: Tensor, targets: Tensor) -> None:
+        """One validation or test batch: `<stage>_metrics` updated, `<stage>/loss` and the metrics
+        logged per epoch (validation's also on the progress bar)."""
+        metrics = getattr(self, f"{stage}_metrics")
+        metrics.update(preds, targets)
+        on_bar, size = stage == "val", len(targets)
+        self.log(f"{stage}/loss", loss, on_epoch=True, prog_bar=on_bar, sync_dist=True, batch_size=size)
+        self.log_dict(metrics, on_epoch=True, prog_bar=on_bar, batch_size=size)
+
     def configure_optimizers(self) -> dict[str, Any]:
         return configure_optimization(
             self,

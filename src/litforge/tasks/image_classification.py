@@ -59,17 +59,12 @@ class ImageClassificationModule(TaskModule):
         self.log_dict(self.train_predictions.score(self.train_metrics))
 
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
-        loss, preds, y = self._step(batch)
-        self.val_metrics.update(preds, y)
-        self.log("val/loss", loss, on_epoch=True, prog_bar=True, sync_dist=True)
-        self.log_dict(self.val_metrics, on_epoch=True, prog_bar=True)
+        self.log_evaluation("val", *self._step(batch))
 
     def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         loss, preds, y = self._step(batch)
-        self.test_metrics.update(preds, y)
         self.test_confusion.update(preds, y)
-        self.log("test/loss", loss, on_epoch=True, sync_dist=True)
-        self.log_dict(self.test_metrics, on_epoch=True)
+        self.log_evaluation("test", loss, preds, y)
 
     def on_test_epoch_start(self) -> None:
         self.test_confusion.reset()

@@ -83,12 +83,10 @@ class TextClassificationModule(TaskModule):
 
     def _evaluate(self, batch: dict[str, Tensor], stage: str) -> tuple[Tensor, Tensor]:
         loss, logits, labels = self._step(batch)
-        metrics, auroc = (self.val_metrics, self.val_auroc) if stage == "val" else (self.test_metrics, self.test_auroc)
-        metrics(logits.argmax(-1), labels)
-        self.log(f"{stage}/loss", loss, on_epoch=True, prog_bar=stage == "val", sync_dist=True, batch_size=len(labels))
-        self.log_dict(metrics, on_epoch=True, prog_bar=stage == "val", batch_size=len(labels))
+        self.log_evaluation(stage, loss, logits.argmax(-1), labels)
+        auroc = self.val_auroc if stage == "val" else self.test_auroc
         if auroc is not None:
-            auroc(logits.softmax(-1)[:, 1], labels)
+            auroc.update(logits.softmax(-1)[:, 1], labels)
             self.log(f"{stage}/auroc", auroc, on_epoch=True, batch_size=len(labels))
         return logits, labels
 
@@ -97,7 +95,7 @@ class TextClassificationModule(TaskModule):
 
     def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
         logits, labels = self._evaluate(batch, "test")
-        self.test_confusion(logits.argmax(-1), labels)
+        self.test_confusion.update(logits.argmax(-1), labels)
 
     def on_test_epoch_start(self) -> None:
         self.test_confusion.reset()
