@@ -147,30 +147,27 @@ class OptunaSweeper(Sweeper):
         self.launcher = Plugins.instance().instantiate_launcher(
             hydra_context=hydra_context, task_function=task_function, config=config
         )
+        self.parser = OverridesParser.create(config_loader=hydra_context.config_loader)
 
     def search_space(self, arguments: list[str]) -> tuple[dict[str, Any], list[str]]:
         """Distributions to sample and fixed overrides, from `params` and the command line (which wins)."""
-        parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
         lines = [f"{key}={value}" for key, value in self.params.items()] + list(arguments)
-        by_key = {o.get_key_element(): o for o in parser.parse_overrides(lines)}
+        by_key = {o.get_key_element(): o for o in self.parser.parse_overrides(lines)}
         space = {k: distribution_of(o) for k, o in by_key.items() if o.is_sweep_override()}
         fixed = [o.input_line for o in by_key.values() if not o.is_sweep_override()]
         return space, fixed
 
     def sweep(self, arguments: list[str]) -> None:
-        import optuna
-        from hydra.utils import instantiate
         from optuna.trial import TrialState
 
         space, fixed = self.search_space(arguments)
         if not space:
             raise SearchSpaceError("the Optuna sweeper has nothing to search: set hydra.sweeper.params or sweep a key")
-        parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
         sweep_dir = Path(self.config.hydra.sweep.dir)
         sweep_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
 
-        study = self.open_study(instantiate, optuna)
+        study = self.open_study()
         done_states = (TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED)
         finished = len(study.get_trials(deepcopy=False, states=done_states))
         remaining = self.n_trials - finished
@@ -192,7 +189,7 @@ class OptunaSweeper(Sweeper):
         launched = failed = 0
         while launched < remaining:
             trials = [study.ask(space) for _ in range(min(self.n_jobs, remaining - launched))]
-            batch = [[*fixed, *(f"{k}={override_value(t.params[k], parser)}" for k in space)] for t in trials]
+            batch = [[*fixed, *(f"{k}={override_value(t.params[k], self.parser)}" for k in space)] for t in trials]
             try:
                 self.validate_batch_is_legal(batch)
             except Exception:
@@ -226,21 +223,24 @@ class OptunaSweeper(Sweeper):
         self.hydra_context.callbacks.on_multirun_end(config=self.config)
         raise SweepFailed(f"{reason}; each failed job's error is in its log under {sweep_dir}")
 
-    def open_study(self, instantiate: Any, optuna: Any) -> Any:
+    def open_study(self) -> Any:
         """Create the study, or load it from `storage` to resume: trials an interrupted sweep left
         running are marked failed, and a seeded sampler is reseeded past the finished trials so a
         resumed study does not draw its first points again."""
+        import optuna
+        from hydra.utils import instantiate
         from optuna.trial import TrialState
 
-        existing = None
+        stored = None
         if self.storage and self.study_name:
-            names = {s.study_name for s in optuna.get_all_study_summaries(storage=self.storage)}
-            existing = self.study_name in names
+            try:
+                stored = optuna.load_study(study_name=self.study_name, storage=self.storage)
+            except KeyError:
+                pass  # no such study yet: created below
         sampler_config = self.sampler_config
         if isinstance(sampler_config, DictConfig):
             sampler_config = OmegaConf.to_container(sampler_config, resolve=True)
-        if existing:
-            stored = optuna.load_study(study_name=self.study_name, storage=self.storage)
+        if stored is not None:
             if [d.name.lower() for d in stored.directions] != self.directions:
                 raise SearchSpaceError(
                     f"study {self.study_name} in {self.storage} was created to "
