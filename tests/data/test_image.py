@@ -1,12 +1,16 @@
+import io
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from omegaconf import OmegaConf
 from PIL import Image
 
 from litforge.data.image import ImageDataModule, random_crop, random_hflip
+from litforge.utils.build import instantiate_datamodule
 from litforge.utils.errors import UserError
+from tests.helpers import compose_config
 
 
 def _setup(**kwargs) -> ImageDataModule:
@@ -104,6 +108,112 @@ def test_mixed_image_shapes_ask_for_image_size(tmp_path: Path) -> None:
         f.rename(tmp_path / "a" / "y" / f.name)
     with pytest.raises(UserError, match="data.image_size"):
         _setup(source="folder", path=str(tmp_path / "a"))
+
+
+def _solid(mode: str, size: tuple[int, int], value) -> Image.Image:
+    if mode == "P":
+        image = Image.new("P", size, 0)
+        image.putpalette([*value, *([0] * 765)])
+        return image
+    return Image.new(mode, size, value)
+
+
+@pytest.mark.parametrize(
+    ("color_mode", "expected"),
+    [("RGB", [[200, 10, 10], [90, 90, 90], [10, 200, 10], [10, 10, 200]]), ("L", [[67], [90], [122], [33]])],
+)
+def test_mixed_sizes_and_modes_become_one_shape_and_mode(color_mode: str, expected: list, tmp_path: Path) -> None:
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    _solid("P", (9, 5), (200, 10, 10)).save(tmp_path / "a" / "0_palette.png")
+    _solid("L", (30, 20), 90).save(tmp_path / "a" / "1_gray.png")
+    _solid("RGBA", (7, 7), (10, 200, 10, 128)).save(tmp_path / "b" / "0_rgba.png")
+    _solid("RGB", (16, 12), (10, 10, 200)).save(tmp_path / "b" / "1_rgb.jpg", quality=100)
+    dm = ImageDataModule(source="folder", train_path=str(tmp_path), image_size=[6, 4], color_mode=color_mode)
+    images = dm._load().splits["train"].tensors[0]
+    assert images.shape == (4, len(expected[0]), 6, 4) and images.dtype == torch.uint8
+    centre = images[:, :, 3, 2].tolist()
+    for got, want in zip(centre, expected, strict=True):
+        assert all(abs(g - w) <= 3 for g, w in zip(got, want, strict=True)), (centre, expected)
+
+
+def _write_splits(root: Path, counts: dict[str, dict[str, int]]) -> None:
+    for split, classes in counts.items():
+        _write_folder(root / split, classes, size=(6, 6))
+
+
+def test_split_folders_are_used_as_they_are_and_share_the_training_classes(tmp_path: Path) -> None:
+    _write_splits(tmp_path, {"train": {"cat": 5, "dog": 4}, "val": {"dog": 2}, "test": {"cat": 3, "dog": 1}})
+    dm = _setup(
+        source="folder",
+        train_path=str(tmp_path / "train"),
+        val_path=str(tmp_path / "val"),
+        test_path=str(tmp_path / "test"),
+        image_size=[6, 6],
+    )
+    assert {k: len(v) for k, v in dm.splits.items()} == {"train": 9, "val": 2, "test": 4}
+    assert dm.class_names == ["cat", "dog"]
+    assert dm.splits["val"].tensors[1].tolist() == [1, 1]
+    assert dm.splits["test"].tensors[1].tolist() == [0, 0, 0, 1]
+
+
+def test_a_split_without_a_folder_is_cut_from_training(tmp_path: Path) -> None:
+    _write_splits(tmp_path, {"train": {"cat": 10, "dog": 10}, "test": {"cat": 3, "dog": 3}})
+    kwargs = {"source": "folder", "train_path": str(tmp_path / "train"), "test_path": str(tmp_path / "test")}
+    dm = _setup(**kwargs, val_fraction=0.25, seed=3)
+    assert {k: len(v) for k, v in dm.splits.items()} == {"train": 15, "val": 5, "test": 6}
+    assert torch.equal(
+        _setup(**kwargs, val_fraction=0.25, seed=3).splits["val"].tensors[0], dm.splits["val"].tensors[0]
+    )
+    with pytest.raises(UserError, match="data.val_fraction in \\(0, 1\\), or give data.val_path"):
+        _setup(**kwargs, val_fraction=0.0)
+    synonym = _setup(**{**kwargs, "train_path": None, "path": kwargs["train_path"]}, val_fraction=0.25, seed=3)
+    assert torch.equal(synonym.splits["val"].tensors[0], dm.splits["val"].tensors[0])
+
+
+@pytest.mark.parametrize(
+    ("counts", "keys", "message"),
+    [
+        (
+            {"train": {"cat": 2}, "val": {"cat": 1, "dog": 1}},
+            ["train", "val"],
+            r"class folder \S+/val/dog is not a class",
+        ),
+        ({"train": {"cat": 2, "dog": 0}}, ["train"], r"class folder \S+/train/dog holds no images"),
+        ({"train": {"cat": 2}, "val": {"cat": 1}}, ["path"], "holds split folders"),
+        ({"train": {"cat": 2}}, [], "needs your images"),
+        ({"train": {"cat": 2}}, ["path", "train"], "give one"),
+    ],
+)
+def test_split_folder_mistakes_are_named(counts: dict, keys: list[str], message: str, tmp_path: Path) -> None:
+    _write_splits(tmp_path, counts)
+    paths = {"path": tmp_path, "train": tmp_path / "train", "val": tmp_path / "val"}
+    kwargs = {"path" if key == "path" else f"{key}_path": str(paths[key]) for key in keys}
+    with pytest.raises(UserError, match=message):
+        _setup(source="folder", **kwargs)
+
+
+def test_a_tree_of_split_folders_is_answered_with_the_overrides_to_use(tmp_path: Path) -> None:
+    _write_splits(tmp_path, {"train": {"cat": 2}, "validation": {"cat": 1}, "test": {"cat": 1}})
+    with pytest.raises(UserError) as err:
+        _setup(source="folder", path=str(tmp_path))
+    for split, folder in [("train", "train"), ("val", "validation"), ("test", "test")]:
+        assert f"data.{split}_path={tmp_path / folder}" in str(err.value)
+
+
+def test_hyperparameters_and_state_are_plain_values_a_weights_only_load_reads(tmp_path: Path) -> None:
+    _write_folder(tmp_path / "images", {"cat": 4, "dog": 4})
+    cfg = compose_config(["data=image_folder", f"data.path={tmp_path / 'images'}", "data.image_size=[8,8]"])
+    dm = instantiate_datamodule(cfg.data)
+    dm.setup("fit")
+    assert type(dm.hparams.image_size) is list
+    assert type(ImageDataModule(image_size=OmegaConf.create([8, 8])).hparams.image_size) is list
+    saved = {"hparams": dict(dm.hparams), "state": dm.state_dict(), "model": dm.model_kwargs()}
+    buffer = io.BytesIO()
+    torch.save(saved, buffer)
+    buffer.seek(0)
+    loaded = torch.load(buffer, weights_only=True)
+    assert loaded["hparams"]["image_size"] == [8, 8] and loaded["model"]["class_names"] == ["cat", "dog"]
 
 
 @pytest.mark.network

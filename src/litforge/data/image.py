@@ -1,3 +1,4 @@
+import logging
 from collections.abc import Sequence
 from typing import Any
 
@@ -5,10 +6,14 @@ import torch
 from torch import Tensor
 
 from litforge.data import image_sources
-from litforge.data.memory import InMemoryDataModule, TensorSplit, split_indices
+from litforge.data.memory import InMemoryDataModule, TensorSplit, carve_missing_splits
 from litforge.utils.errors import UserError
 
+log = logging.getLogger(__name__)
+
 SOURCES = ("digits", "hub", "folder")
+# how many classes the log lists one by one
+LOGGED_CLASSES = 20
 
 
 def random_crop(images: Tensor, padding: int) -> Tensor:
@@ -28,9 +33,61 @@ def random_hflip(images: Tensor) -> Tensor:
     return torch.where(flip.view(-1, 1, 1, 1), images.flip(-1), images)
 
 
+def _check_folders(
+    source: str, path: str | None, train_path: str | None, val_path: str | None, test_path: str | None
+) -> None:
+    folders = {"path": path, "train_path": train_path, "val_path": val_path, "test_path": test_path}
+    given = [f"data.{key}" for key, value in folders.items() if value]
+    if source != "folder":
+        if given:
+            raise UserError(f"{', '.join(given)}: local folders are read with data.source=folder (data=image_folder)")
+        return
+    if path and train_path:
+        raise UserError(
+            f"data.path={path} and data.train_path={train_path}: give one; they are the same folder (the "
+            "training images, from which a split without data.val_path / data.test_path is cut)."
+        )
+    if not path and not train_path:
+        raise UserError(
+            "data=image_folder needs your images: data.path=<folder with one sub-folder per class>, or "
+            "data.train_path=<folder> (+ optional data.val_path, data.test_path) for a train/val/test layout."
+        )
+
+
+def _log_splits(splits: dict[str, TensorSplit], class_names: list[str], origins: dict[str, str]) -> None:
+    """Which images went where: a count and origin per split, then counts per class."""
+    roles = {"train": "train", "val": "validation", "test": "test"}
+    for split, role in roles.items():
+        log.info("%s split: %d images %s", split, len(splits[split]), origins[role])
+    counts = {s: torch.bincount(splits[s].tensors[1], minlength=len(class_names)).tolist() for s in roles}
+    per_class = [f"{name} {'/'.join(str(counts[s][i]) for s in roles)}" for i, name in enumerate(class_names)]
+    more = len(per_class) - LOGGED_CLASSES
+    log.info(
+        "%d classes, images per class (train/val/test): %s%s",
+        len(class_names),
+        ", ".join(per_class[:LOGGED_CLASSES]),
+        f", ... ({more} more)" if more > 0 else "",
+    )
+
+
+def _plain_size(image_size: Sequence[int] | None) -> list[int] | None:
+    """[H, W] as plain ints: the value goes into checkpoints, which are read weights-only."""
+    if image_size is None:
+        return None
+    size = list(image_size) if isinstance(image_size, Sequence) and not isinstance(image_size, str) else []
+    if len(size) != 2 or not all(isinstance(s, int) and s > 0 for s in size):
+        raise UserError(f"data.image_size={image_size!r}: give [height, width] in pixels, e.g. data.image_size=[32,32]")
+    return [int(s) for s in size]
+
+
 class ImageDataModule(InMemoryDataModule):
     """Images in memory; per-channel normalisation from the training split, augmentation on
-    the training split only, both applied per batch on the device."""
+    the training split only, both applied per batch on the device.
+
+    Local images (`source: folder`): `path` (or its synonym `train_path`) is a folder of class
+    folders; `val_path`/`test_path` are folders of the same classes, and a split without one is
+    cut from the training images by `val_fraction`/`test_fraction`.
+    """
 
     def __init__(
         self,
@@ -38,6 +95,9 @@ class ImageDataModule(InMemoryDataModule):
         name: str | None = None,
         config_name: str | None = None,
         path: str | None = None,
+        train_path: str | None = None,
+        val_path: str | None = None,
+        test_path: str | None = None,
         data_dir: str = "data",
         image_column: str = "image",
         label_column: str = "label",
@@ -55,11 +115,16 @@ class ImageDataModule(InMemoryDataModule):
         super().__init__(batch_size, num_workers, pin_memory, seed)
         if source not in SOURCES:
             raise UserError(f"data.source={source!r} is not one of {SOURCES}")
-        if not 0 < val_fraction < 1 or not 0 <= test_fraction < 1 or val_fraction + test_fraction >= 1:
+        if not 0 <= val_fraction < 1 or not 0 <= test_fraction < 1 or val_fraction + test_fraction >= 1:
             raise UserError(
                 f"data.val_fraction={val_fraction}, data.test_fraction={test_fraction}: each in [0, 1) "
                 "and together below 1, so some data is left to train on"
             )
+        if color_mode not in (None, *image_sources.COLOR_MODES):
+            raise UserError(f"data.color_mode={color_mode!r}: give one of {image_sources.COLOR_MODES} or null")
+        _check_folders(source, path, train_path, val_path, test_path)
+        # save_hyperparameters records the arguments' current values: the plain list, not a ListConfig
+        image_size = _plain_size(image_size)
         self.save_hyperparameters()
         self.class_names: list[str] | None = None
         self.mean: Tensor | None = None
@@ -76,32 +141,43 @@ class ImageDataModule(InMemoryDataModule):
             return image_sources.load_hub(
                 hp.name, hp.config_name, hp.data_dir, hp.image_column, hp.label_column, size, hp.color_mode
             )
-        return image_sources.load_folder(hp.path, size, hp.color_mode, self.class_names)
+        folders = {"train": (hp.path, "data.path")} if hp.path else {"train": (hp.train_path, "data.train_path")}
+        for role, key in (("validation", "val_path"), ("test", "test_path")):
+            if hp[key]:
+                folders[role] = (hp[key], f"data.{key}")
+        return image_sources.load_folders(folders, size, hp.color_mode, self.class_names)
 
     def prepare_data(self) -> None:
         if self.hparams.source == "hub":
             self._load()
+
+    def _carve(self, data: image_sources.ImageData) -> dict[str, TensorSplit]:
+        """The source's splits, with validation and test cut from training where it has none (seeded)."""
+        hp = self.hparams
+        for role, key, fraction in (("validation", "val", hp.val_fraction), ("test", "test", hp.test_fraction)):
+            if role not in data.splits and fraction == 0:
+                folder = f", or give data.{key}_path" if hp.source == "folder" else ""
+                raise UserError(f"no {role} split: set data.{key}_fraction in (0, 1){folder}")
+            if role not in data.splits:
+                data.origins[role] = f"cut from the training images (data.{key}_fraction={fraction}, seed {hp.seed})"
+        return carve_missing_splits(
+            dict(data.splits),
+            hp.val_fraction,
+            hp.test_fraction,
+            hp.seed,
+            take=lambda s, i: TensorSplit(*(t[i] for t in s.tensors)),
+        )
 
     def setup(self, stage: str | None = None) -> None:
         if self.splits:
             return
         data = self._load()
         self.class_names = self.class_names or data.class_names
-        hp = self.hparams
-        if data.test_images is None:
-            train, val, test = split_indices(len(data.labels), [0, hp.val_fraction, hp.test_fraction], hp.seed)
-            test_images, test_labels = data.images[test], data.labels[test]
-        else:
-            fraction = hp.val_fraction / (1 - hp.test_fraction) if hp.test_fraction else hp.val_fraction
-            train, val = split_indices(len(data.labels), [0, fraction], hp.seed)
-            test_images, test_labels = data.test_images, data.test_labels
-        self.splits = {
-            "train": TensorSplit(data.images[train], data.labels[train]),
-            "val": TensorSplit(data.images[val], data.labels[val]),
-            "test": TensorSplit(test_images, test_labels),
-        }
+        splits = self._carve(data)
+        self.splits = {"train": splits["train"], "val": splits["validation"], "test": splits["test"]}
+        _log_splits(self.splits, self.class_names, data.origins)
         if self.mean is None:
-            pixels = data.images[train].float().transpose(0, 1).flatten(1)
+            pixels = self.splits["train"].tensors[0].float().transpose(0, 1).flatten(1)
             self.mean, self.std = pixels.mean(dim=1), pixels.std(dim=1).clamp_min(1e-6)
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
@@ -123,7 +199,7 @@ class ImageDataModule(InMemoryDataModule):
         }
 
     def state_dict(self) -> dict[str, Any]:
-        return {"mean": self.mean, "std": self.std, "class_names": self.class_names}
+        return {"mean": self.mean, "std": self.std, "class_names": list(self.class_names or [])}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.mean, self.std, self.class_names = state["mean"], state["std"], state["class_names"]

@@ -1,10 +1,11 @@
-"""Where images come from: scikit-learn's digits, a Hugging Face hub data set, a local folder.
+"""Where images come from: scikit-learn's digits, a Hugging Face hub data set, local class folders.
 
-Each loader returns uint8/float images (N, C, H, W), int64 labels, the class names, and
-optionally a predefined test split.
+Each loader returns uint8/float images (N, C, H, W) with int64 labels for the splits the source
+defines ("train", and "validation" / "test" where it has them), the class names, and where each
+split came from (for the log).
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -12,18 +13,29 @@ import torch
 from torch import Tensor
 
 from litforge.data.hub import load_hub_dataset
+from litforge.data.memory import TensorSplit
 from litforge.utils.errors import UserError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
+COLOR_MODES = ("L", "RGB", "RGBA")
+# folder names that mean a split, not a class (as in Hugging Face's imagefolder)
+SPLIT_FOLDERS = {
+    "train": "train",
+    "training": "train",
+    "val": "val",
+    "valid": "val",
+    "validation": "val",
+    "dev": "val",
+    "test": "test",
+    "testing": "test",
+}
 
 
 @dataclass
 class ImageData:
-    images: Tensor
-    labels: Tensor
+    splits: dict[str, TensorSplit]
     class_names: list[str]
-    test_images: Tensor | None = None
-    test_labels: Tensor | None = None
+    origins: dict[str, str] = field(default_factory=dict)
 
 
 def load_digits() -> ImageData:
@@ -31,11 +43,14 @@ def load_digits() -> ImageData:
 
     digits = sklearn_digits()
     images = torch.as_tensor(digits.images, dtype=torch.float32).unsqueeze(1)
-    return ImageData(images, torch.as_tensor(digits.target), [str(n) for n in digits.target_names])
+    split = TensorSplit(images, torch.as_tensor(digits.target))
+    return ImageData({"train": split}, [str(n) for n in digits.target_names], {"train": "from scikit-learn's digits"})
 
 
 def _pil_to_tensor(image, size: tuple[int, int] | None, mode: str | None) -> Tensor:
-    if mode is not None and image.mode != mode:
+    # palette, 1-bit, 16-bit and CMYK images have no direct uint8 channel layout: read them as RGB
+    mode = mode or (image.mode if image.mode in COLOR_MODES else "RGB")
+    if image.mode != mode:
         image = image.convert(mode)
     if size is not None and image.size != (size[1], size[0]):
         image = image.resize((size[1], size[0]))
@@ -66,51 +81,101 @@ def load_hub(
     feature = train.features[label_column]
     class_names = list(getattr(feature, "names", None) or sorted({str(v) for v in train[label_column]}))
 
-    def tensors(split) -> tuple[Tensor, Tensor]:
+    def tensors(split) -> TensorSplit:
         images = torch.stack([_pil_to_tensor(img, size, mode) for img in split[image_column]])
-        return images, torch.as_tensor(split[label_column], dtype=torch.long)
+        return TensorSplit(images, torch.as_tensor(split[label_column], dtype=torch.long))
 
-    images, labels = tensors(train)
-    data = ImageData(images, labels, class_names)
-    if "test" in dataset:
-        data.test_images, data.test_labels = tensors(dataset["test"])
-    return data
+    splits = {role: tensors(dataset[role]) for role in ("train", "test") if role in dataset}
+    return ImageData(splits, class_names, {role: f"from {name} [{role}]" for role in splits})
 
 
-def load_folder(
-    path: str, size: tuple[int, int] | None, mode: str | None, class_names: list[str] | None = None
-) -> ImageData:
-    """An image folder with one sub-folder per class; `class_names` fixes the label order."""
+def _class_folders(root: Path, key: str) -> list[str]:
+    """The class folders under root; hidden ones (.ipynb_checkpoints, .git) are not classes."""
+    if not root.is_dir():
+        raise UserError(f"{key}={root}: no such folder. Give a folder with one sub-folder per class.")
+    found = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not found:
+        raise UserError(f"{key}={root} has no class sub-folders: put each class's images in {root}/<class>/.")
+    splits = {name: SPLIT_FOLDERS[name.lower()] for name in found if name.lower() in SPLIT_FOLDERS}
+    if "train" in splits.values() and len(set(splits.values())) > 1:
+        order = sorted(splits, key=lambda name: ["train", "val", "test"].index(splits[name]))
+        overrides = " ".join(f"data.{splits[name]}_path={root / name}" for name in order)
+        raise UserError(
+            f"{key}={root} holds split folders ({', '.join(order)}), not class folders. Point at each "
+            f"split's folder of class folders instead of {key}: {overrides}"
+        )
+    return found
+
+
+def _read_image(file: Path, size: tuple[int, int] | None, mode: str | None) -> Tensor:
     from PIL import Image, UnidentifiedImageError
 
+    try:
+        with Image.open(file) as image:
+            return _pil_to_tensor(image, size, mode)
+    except (UnidentifiedImageError, OSError) as err:
+        raise UserError(f"{file}: not a readable image ({err}). Remove it or replace it.") from err
+
+
+def read_class_folders(
+    path: str, key: str, size: tuple[int, int] | None, mode: str | None, class_names: list[str] | None = None
+) -> tuple[TensorSplit, list[str]]:
+    """The images under path/<class>/ and the class names.
+
+    Without `class_names` the folder defines the classes, and each must hold images; with them
+    (the training classes) they fix the label order, and a class folder outside them is refused.
+    """
     root = Path(path).expanduser()
-    if not root.is_dir():
-        raise UserError(f"data.path={path}: no such folder. Give a folder with one sub-folder per class.")
-    found = sorted(p.name for p in root.iterdir() if p.is_dir())
+    found = _class_folders(root, key)
     names = list(class_names or found)
-    if not names:
-        raise UserError(f"data.path={path} has no class sub-folders: put each class's images in root/<class>/.")
-    unknown = sorted(set(found) - set(names))
+    unknown = [name for name in found if name not in names]
     if unknown:
-        raise UserError(f"{root}: class folders {unknown} are not among the trained classes {names}.")
+        raise UserError(
+            f"{key}={path}: class folder {root / unknown[0]} is not a class of the training data {names}. "
+            "Every class needs a folder of the same name in the training folder."
+        )
     images, labels = [], []
     for label, name in enumerate(names):
-        for file in sorted((root / name).iterdir()) if (root / name).is_dir() else []:
-            if file.suffix.lower() not in IMAGE_SUFFIXES:
-                continue
-            try:
-                with Image.open(file) as image:
-                    tensor = _pil_to_tensor(image, size, mode)
-            except (UnidentifiedImageError, OSError) as err:
-                raise UserError(f"{file}: not a readable image ({err}). Remove it or replace it.") from err
-            images.append(tensor)
-            labels.append(label)
+        folder = root / name
+        files = [f for f in sorted(folder.iterdir()) if f.suffix.lower() in IMAGE_SUFFIXES] if folder.is_dir() else []
+        if not files and class_names is None:
+            raise UserError(
+                f"{key}={path}: class folder {folder} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))}); "
+                "a class needs training images: add some or remove the folder."
+            )
+        images += [_read_image(f, size, mode) for f in files]
+        labels += [label] * len(files)
     if not images:
-        raise UserError(f"data.path={path}: no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in its class folders.")
+        raise UserError(f"{key}={path}: no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in its class folders.")
     shapes = {tuple(t.shape) for t in images}
     if len(shapes) > 1:
         raise UserError(
-            f"{root}: images have different shapes {sorted(shapes)[:3]}...; set data.image_size=[H,W] "
-            "and data.color_mode=L or RGB so they are resized to one shape."
+            f"{key}={path}: images have different shapes {sorted(shapes)[:3]}...; set data.image_size=[H,W] "
+            f"and data.color_mode (one of {COLOR_MODES}) so they are converted to one shape."
         )
-    return ImageData(torch.stack(images), torch.as_tensor(labels), names)
+    return TensorSplit(torch.stack(images), torch.as_tensor(labels)), names
+
+
+def load_folders(
+    folders: dict[str, tuple[str, str]],
+    size: tuple[int, int] | None,
+    mode: str | None,
+    class_names: list[str] | None = None,
+) -> ImageData:
+    """Class folders per split: `folders` maps "train" (required), "validation", "test" to
+    (path, config key); the training folder names the classes unless `class_names` is given."""
+    path, key = folders["train"]
+    train, names = read_class_folders(path, key, size, mode, class_names)
+    splits, origins = {"train": train}, {"train": f"from {Path(path).expanduser()}"}
+    for role in ("validation", "test"):
+        if role in folders:
+            path, key = folders[role]
+            splits[role] = read_class_folders(path, key, size, mode, names)[0]
+            origins[role] = f"from {Path(path).expanduser()}"
+    shapes = {role: tuple(split.tensors[0].shape[1:]) for role, split in splits.items()}
+    if len(set(shapes.values())) > 1:
+        raise UserError(
+            f"the splits' images have different shapes {shapes}; set data.image_size=[H,W] and "
+            f"data.color_mode (one of {COLOR_MODES}) so they are converted to one shape."
+        )
+    return ImageData(splits, names, origins)

@@ -20,8 +20,10 @@ def _user_error(err: Exception, key: str) -> UserError:
 
 
 def instantiate_datamodule(cfg: DictConfig, **overrides: Any) -> Any:
+    """The data module, given plain lists and dicts (not ListConfig/DictConfig): its hyperparameters
+    are saved into checkpoints, which `torch.load(weights_only=True)` reads."""
     try:
-        return hydra.utils.instantiate(cfg, **overrides)
+        return hydra.utils.instantiate(cfg, _convert_="all", **overrides)
     except (InstantiationException, TypeError, ValueError) as err:
         raise _user_error(err, "data") from err
 
