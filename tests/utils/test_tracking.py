@@ -187,8 +187,8 @@ def test_run_against_a_real_mlflow_server(mlflow_server: str, tmp_path: Path) ->
     (run,) = client.search_runs([experiment.experiment_id])
     params, metrics, tags = run.data.params, run.data.metrics, run.data.tags
     assert run.info.status == "FINISHED"
-    assert run.info.run_name.startswith("digits_cnn ")
-    assert params["model.optimizer.lr"] == "0.002"
+    assert run.info.run_name.startswith("image_classifier ")
+    assert params["model.optimizer.lr"] == "0.001"
     assert int(params["params.total"]) > 0 and params["versions.torch"] and params["precision"] == "32-true"
     assert tags["server"] == "true" and tags["git.commit"] == params["git.commit"]
     assert {"train/loss_step", "val/acc", "test/acc", "best/val/acc"} <= set(metrics)
