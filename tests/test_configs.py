@@ -123,7 +123,7 @@ def test_trainer_option_composes(name: str, tmp_path: Path) -> None:
     settings.pop("_target_")
     from lightning.pytorch import Trainer
 
-    Trainer(**settings, logger=False, enable_checkpointing=False)
+    Trainer(**{**settings, "logger": False, "enable_checkpointing": False})
 
 
 @pytest.mark.parametrize("name", options("debug"))

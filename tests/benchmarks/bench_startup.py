@@ -28,7 +28,7 @@ def main() -> None:
         ("--cfg job", wall([python, "-m", "litforge.train", "--cfg", "job"])),
         ("bare `import lightning`", wall([python, "-c", "import lightning"])),
         ("start to first step (max_steps=1, no test)",
-         wall([python, "-m", "litforge.train", *quiet, "+trainer.max_steps=1", "test=false", "callbacks=none",
+         wall([python, "-m", "litforge.train", *quiet, "trainer.max_steps=1", "test=false", "callbacks=none",
                "logger=none", "optimized_metric=null"])),
     ]  # fmt: skip
     start = time.perf_counter()

@@ -87,9 +87,22 @@ def trainer_settings(cfg: DictConfig) -> dict[str, Any]:
 
 def instantiate_trainer(cfg: DictConfig, callbacks: list[Any], loggers: list[Any]) -> Any:
     from lightning.pytorch import Trainer
+    from lightning.pytorch.utilities.exceptions import MisconfigurationException
+
+    from litforge.utils.checkpoint_io import AtomicCheckpointIO
 
     settings = trainer_settings(cfg)
     settings.pop("_target_", None)
-    trainer = Trainer(**settings, callbacks=callbacks, logger=loggers or False)
+    # every strategy (DDP included) writes checkpoints through this one: whole files after any kill
+    plugins = [*(settings.pop("plugins", None) or []), AtomicCheckpointIO()]
+    try:
+        trainer = Trainer(**settings, callbacks=callbacks, logger=loggers or False, plugins=plugins)
+    except (MisconfigurationException, ValueError, TypeError) as err:
+        # the Trainer checks the values the config check lets through (a kind, not a value)
+        raise UserError(
+            f"Lightning refused the trainer config: {err} "
+            "Change the trainer.* key it names (conf/trainer/ or the command line); "
+            "`--cfg job` shows the composed values."
+        ) from err
     log.info("precision that runs: %s on %s", trainer.precision, type(trainer.accelerator).__name__)
     return trainer
