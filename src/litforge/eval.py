@@ -12,7 +12,7 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from litforge.utils.checkpoint import load_checkpoint
-from litforge.utils.config import config_help, require_file
+from litforge.utils.config import CONFIG_DIR, config_help, require_file
 from litforge.utils.errors import UserError, report_user_errors
 
 log = logging.getLogger(__name__)
@@ -28,7 +28,7 @@ def build_task(checkpoint: dict[str, Any]) -> Any:
     return model
 
 
-def evaluate(cfg: DictConfig, checkpoint_path: Path) -> dict[str, float]:
+def evaluate(cfg: DictConfig, checkpoint_path: Path, checkpoint: dict[str, Any] | None = None) -> dict[str, float]:
     import lightning.pytorch as L
 
     from litforge import tracking
@@ -41,7 +41,7 @@ def evaluate(cfg: DictConfig, checkpoint_path: Path) -> dict[str, float]:
 
     route_lightning_logs_to_root()
     apply_extras(cfg)
-    checkpoint = load_checkpoint(checkpoint_path)
+    checkpoint = checkpoint or load_checkpoint(checkpoint_path)
     run_cfg = OmegaConf.create(checkpoint["litforge"]["config"])
     L.seed_everything(run_cfg.get("seed") or 0, workers=True)
     data_cfg = OmegaConf.merge(run_cfg.data, cfg.get("data") or {})
@@ -83,7 +83,7 @@ def read_texts(predict: DictConfig) -> list[str]:
     return texts
 
 
-def predict(cfg: DictConfig, checkpoint_path: Path) -> list[dict[str, Any]]:
+def predict(cfg: DictConfig, checkpoint_path: Path, checkpoint: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     """The task's `predict_texts` on new texts, printed as JSON lines and written to
     <run dir>/predictions.jsonl; keys of `predict` other than texts/file are its options."""
     import torch
@@ -92,7 +92,7 @@ def predict(cfg: DictConfig, checkpoint_path: Path) -> list[dict[str, Any]]:
 
     apply_extras(cfg)
     texts = read_texts(cfg.predict)
-    model = build_task(load_checkpoint(checkpoint_path))
+    model = build_task(checkpoint or load_checkpoint(checkpoint_path))
     if not hasattr(model, "predict_texts"):
         raise UserError(
             f"{type(model).__name__} does not predict from texts: leave predict.texts and predict.file "
@@ -121,12 +121,17 @@ def main() -> None:
         print(config_help("eval"))
         return
     run()
+    from litforge.utils.sweep import exit_if_jobs_failed
+
+    exit_if_jobs_failed()
 
 
-@hydra.main(version_base="1.3", config_path="../../conf", config_name="eval")
+@hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="eval")
 def run(cfg: DictConfig) -> None:
     with report_user_errors(cfg.paths.output_dir):
         path = require_file(cfg.get("ckpt_path"), "checkpoint file", "ckpt_path")
+        # read (and its targets checked) before Lightning is imported: a bad file is answered at once
+        checkpoint = load_checkpoint(path)
         from litforge.utils.instantiate import trainer_settings
 
         trainer_settings(cfg.trainer)
@@ -135,9 +140,9 @@ def run(cfg: DictConfig) -> None:
         check_trackers(cfg.get("logger"))
         requested = cfg.get("predict") or {}
         if requested.get("texts") is not None or requested.get("file"):
-            predict(cfg, path)
+            predict(cfg, path, checkpoint)
         else:
-            evaluate(cfg, path)
+            evaluate(cfg, path, checkpoint)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from litforge.utils.config import check_override_types, config_help, require_file, value_overrides
+from litforge.utils.config import CONFIG_DIR, check_override_types, config_help, require_file, value_overrides
 from litforge.utils.errors import UserError, report_user_errors
 
 log = logging.getLogger(__name__)
@@ -24,10 +24,16 @@ def validate(cfg: DictConfig) -> None:
     if values:
         baseline = hydra.compose(HydraConfig.get().job.config_name, overrides=groups)
         check_override_types(cfg, overrides, baseline)
+    from litforge.tasks.registry import check_data_fits_model
+
+    check_data_fits_model(cfg, HydraConfig.get().runtime.choices)
     if cfg.get("ckpt_path"):
         from litforge.utils.checkpoint import check_checkpoint_task
 
         check_checkpoint_task(require_file(cfg.ckpt_path, "checkpoint file", "ckpt_path"), cfg.model._target_)
+    from litforge.tasks.hf_backbone import check_pretrained_source
+
+    check_pretrained_source(cfg.model.get("backbone"))
     from litforge.utils.instantiate import trainer_settings
 
     trainer_settings(cfg.trainer)
@@ -41,8 +47,10 @@ def train(cfg: DictConfig) -> dict[str, float]:
     import lightning.pytorch as L
 
     from litforge import tracking
+    from litforge.callbacks.best_epoch import BestEpochMetrics
     from litforge.callbacks.reliability import CheckpointOnSigterm, RngState, StopOnNonFiniteLoss
     from litforge.callbacks.run_config import StoreRunConfig
+    from litforge.data.loaders import LoaderPosition
     from litforge.utils.build import instantiate_datamodule, instantiate_task, prepare_datamodule
     from litforge.utils.extras import apply_extras
     from litforge.utils.instantiate import instantiate_callbacks, instantiate_loggers, instantiate_trainer
@@ -61,21 +69,28 @@ def train(cfg: DictConfig) -> dict[str, float]:
     callbacks = instantiate_callbacks(cfg.get("callbacks"), has_logger=bool(loggers))
     resolved = OmegaConf.to_container(cfg, resolve=True)
     checkpoint_dir = str(Path(cfg.paths.output_dir) / "checkpoints")
+    epochs = BestEpochMetrics()
     callbacks += [StoreRunConfig(resolved), RngState(), StopOnNonFiniteLoss(), CheckpointOnSigterm(checkpoint_dir)]
+    callbacks += [epochs]
+    callbacks.append(LoaderPosition())
     trainer = instantiate_trainer(cfg.trainer, callbacks, loggers)
     tracking.log_run_info(trainer, cfg, model)
 
     metrics: dict[str, Any] = {}
     if cfg.get("train"):
         trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=True)
-        metrics.update(trainer.callback_metrics)
-        checkpoint = trainer.checkpoint_callback
-        if checkpoint is not None and checkpoint.monitor and checkpoint.best_model_score is not None:
-            metrics[checkpoint.monitor] = checkpoint.best_model_score
+        if not epochs.validated:
+            log.warning(
+                "training ended before its first validation (trainer.max_steps, limit_val_batches or "
+                "val_check_interval): no val/* metrics to report"
+            )
+        metrics.update(epochs.summary(trainer.callback_metrics))
     if cfg.get("test"):
         best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
         if not best:
-            log.warning("no best checkpoint (fast_dev_run or no checkpointing): testing the current weights")
+            log.warning(
+                "no best checkpoint (no validation, fast_dev_run or no checkpointing): testing the current weights"
+            )
         trainer.test(model, datamodule=datamodule, ckpt_path=best or None, weights_only=True)
         test_metrics = as_floats(trainer.callback_metrics)
         metrics.update({k: v for k, v in test_metrics.items() if k.startswith("test/")})
@@ -91,43 +106,26 @@ def train(cfg: DictConfig) -> dict[str, float]:
     return metrics
 
 
-def resume_argv(argv: list[str]) -> list[str]:
-    """`resume=<run dir>` becomes: that run's saved config, its directory and its last.ckpt.
-
-    The other overrides still apply on top (e.g. `trainer.max_epochs=50` to train longer).
-    """
-    wanted = [a for a in argv[1:] if a.startswith("resume=")]
-    if not wanted:
-        return argv
-    run_dir = Path(wanted[-1].partition("=")[2]).expanduser().resolve()
-    config, last = run_dir / ".hydra" / "config.yaml", run_dir / "checkpoints" / "last.ckpt"
-    for path, what in [(config, "its saved config"), (last, "a last checkpoint")]:
-        if not path.is_file():
-            raise UserError(
-                f"resume={wanted[-1].partition('=')[2]}: {path} is missing, so this is not a run directory "
-                f"with {what}. Give a directory under logs/train/runs/ that holds checkpoints/last.ckpt."
-            )
-    rest = [a for a in argv[1:] if not a.startswith("resume=")]
-    return [
-        argv[0],
-        f"--config-path={config.parent}",
-        "--config-name=config",
-        f"hydra.run.dir={run_dir}",
-        f"ckpt_path={last}",
-        *rest,
-    ]
-
-
 def main() -> None:
     if "--help" in sys.argv[1:] or "-h" in sys.argv[1:]:
         print(config_help("train"))
         return
+    from litforge import resume
+
     with report_user_errors():
-        sys.argv = resume_argv(sys.argv)
-    run()
+        attempt = resume.from_argv(sys.argv)
+    if attempt is None:
+        run()
+        from litforge.utils.sweep import exit_if_jobs_failed
+
+        exit_if_jobs_failed()
+        return
+    sys.argv = attempt.argv
+    with attempt.kept_if_it_counts():
+        run()
 
 
-@hydra.main(version_base="1.3", config_path="../../conf", config_name="train")
+@hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="train")
 def run(cfg: DictConfig) -> float | list[float] | None:
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
@@ -135,21 +133,31 @@ def run(cfg: DictConfig) -> float | list[float] | None:
     in_sweep = HydraConfig.get().mode == RunMode.MULTIRUN
     with report_user_errors(cfg.paths.output_dir, exit_on_error=not in_sweep):
         validate(cfg)
+        from litforge.callbacks.reliability import exit_on_sigterm
         from litforge.utils.ddp import ddp_ranks_follow_the_job
 
-        with ddp_ranks_follow_the_job(cfg):
+        with ddp_ranks_follow_the_job(cfg), exit_on_sigterm(cfg.paths.output_dir):
             metrics = train(cfg)
         names = cfg.get("optimized_metric")
         if not names:
             return None
-        values = [optimized_value(metrics, name) for name in ([names] if isinstance(names, str) else names)]
+        values = [optimized_value(metrics, name, in_sweep) for name in ([names] if isinstance(names, str) else names)]
+        if None in values:
+            return None
         return values[0] if isinstance(names, str) else values
 
 
-def optimized_value(metrics: dict[str, float], name: str) -> float:
-    """The value a sweeper ranks a job by; a list of names in `optimized_metric` gives one per objective."""
+def optimized_value(metrics: dict[str, float], name: str, required: bool = True) -> float | None:
+    """The value a sweeper ranks a job by; a list of names in `optimized_metric` gives one per objective.
+
+    Outside a sweep (`required=False`) nothing ranks it: a run without it (no validation) is no failure.
+    """
     if name not in metrics:
-        raise UserError(f"optimized_metric={name} was not logged; logged metrics: {sorted(metrics)}")
+        message = f"optimized_metric={name} was not logged; logged metrics: {sorted(metrics)}"
+        if required:
+            raise UserError(message)
+        log.warning("%s", message)
+        return None
     if not math.isfinite(metrics[name]):
         # a sweeper cannot rank a NaN: the job is reported as failed instead
         raise UserError(f"optimized metric {name} is {metrics[name]}: training diverged")

@@ -3,15 +3,44 @@
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from litforge.utils.errors import UserError
 
-PROJECT_ROOT = Path(__file__).resolve().parents[3]
-CONFIG_DIR = PROJECT_ROOT / "conf"
+PACKAGE_DIR = Path(__file__).resolve().parents[1]
+# An installed copy (`pip install .`) carries conf/ inside the package; a clone (`pip install -e .`,
+# src/ on the path) has none there and reads the clone's own conf/, so edits there apply at once.
+SOURCE_CHECKOUT: Path | None = None if (PACKAGE_DIR / "conf").is_dir() else PACKAGE_DIR.parents[1]
+CONFIG_DIR = SOURCE_CHECKOUT / "conf" if SOURCE_CHECKOUT else PACKAGE_DIR / "conf"
+
+
+def project_root() -> Path:
+    """Where runs write (`paths.root_dir`): the clone, or for an installed copy the working directory."""
+    return SOURCE_CHECKOUT or Path.cwd()
+
+
+# the tree whose git commit a run records
+PROJECT_ROOT = project_root()
 
 if not OmegaConf.has_resolver("project_root"):
-    OmegaConf.register_new_resolver("project_root", lambda: str(PROJECT_ROOT))
+    OmegaConf.register_new_resolver("project_root", lambda: str(project_root()))
+
+# the group choices that say what a run trains, in this order, for its default tags
+TAG_GROUPS = ("data", "model", "model/net", "model/backbone")
+
+
+def run_tags() -> ListConfig:
+    """The run's data, model and net/backbone choices (`tags: ${run_tags:}`); none outside a Hydra run.
+
+    A ListConfig, not a list: `--cfg job --resolve` resolves in place, which takes only configs."""
+    from hydra.core.hydra_config import HydraConfig
+
+    choices = HydraConfig.get().runtime.choices if HydraConfig.initialized() else {}
+    return OmegaConf.create([str(choices[group]) for group in TAG_GROUPS if choices.get(group)])
+
+
+if not OmegaConf.has_resolver("run_tags"):
+    OmegaConf.register_new_resolver("run_tags", run_tags)
 
 
 def _kind(value: Any) -> str | None:
@@ -49,9 +78,67 @@ def value_overrides(overrides: list[str]) -> tuple[list[str], list[tuple[str, st
 # keys that take one name or a list of names (a sweep over several objectives)
 ONE_OR_MANY = {"optimized_metric"}
 
+# What the arguments of classes built from configs accept, in `_kind` names (null always passes):
+# the default's type alone would refuse `trainer.devices=auto` (default 1) or `trainer.precision=16`
+# (default "32-true"). Written out so that checking a command line imports no Lightning;
+# tests/test_trainer_cli.py compares it with the installed Trainer's annotations.
+ACCEPTED_KINDS: dict[str, dict[str, str]] = {
+    "lightning.pytorch.Trainer": {
+        "default_root_dir": "string",
+        "accelerator": "string",
+        "strategy": "string",
+        "devices": "list number string",
+        "num_nodes": "number",
+        "precision": "number string",
+        "fast_dev_run": "bool number",
+        "max_epochs": "number",
+        "min_epochs": "number",
+        "max_steps": "number",
+        "min_steps": "number",
+        "max_time": "mapping string",
+        "limit_train_batches": "number",
+        "limit_val_batches": "number",
+        "limit_test_batches": "number",
+        "limit_predict_batches": "number",
+        "overfit_batches": "number",
+        "val_check_interval": "mapping number string",
+        "check_val_every_n_epoch": "number",
+        "num_sanity_val_steps": "number",
+        "log_every_n_steps": "number",
+        "enable_checkpointing": "bool",
+        "enable_progress_bar": "bool",
+        "enable_model_summary": "bool",
+        "accumulate_grad_batches": "number",
+        "gradient_clip_val": "number",
+        "gradient_clip_algorithm": "string",
+        "deterministic": "bool string",
+        "benchmark": "bool",
+        "inference_mode": "bool",
+        "use_distributed_sampler": "bool",
+        "profiler": "string",
+        "detect_anomaly": "bool",
+        "barebones": "bool",
+        "sync_batchnorm": "bool",
+        "reload_dataloaders_every_n_epochs": "number",
+        "enable_autolog_hparams": "bool",
+        "model_registry": "string",
+    },
+}
+
+
+def _accepted(cfg: DictConfig, key: str, default: Any) -> frozenset[str]:
+    """The kinds `key` takes: from the table when its parent builds a known class, else the default's."""
+    parent, _, name = key.rpartition(".")
+    target = OmegaConf.select(cfg, f"{parent}._target_", throw_on_missing=False) if parent else None
+    accepted = ACCEPTED_KINDS.get(str(target), {})
+    if name in accepted:
+        return frozenset(accepted[name].split())
+    kind = _kind(default)
+    return frozenset([kind] if kind else [])
+
 
 def check_override_types(cfg: DictConfig, overrides: list[str], baseline: DictConfig) -> None:
-    """Refuse `key=value` overrides whose value has another type than the config's own value.
+    """Refuse `key=value` overrides whose value is of a kind the key does not take.
 
     `baseline` is the config composed with the same group choices but none of the values,
     so `trainer.max_epochs=ten` is caught here, in a second, not deep inside Lightning.
@@ -63,13 +150,16 @@ def check_override_types(cfg: DictConfig, overrides: list[str], baseline: DictCo
             before = OmegaConf.to_container(before)
         if OmegaConf.is_config(after):
             after = OmegaConf.to_container(after)
-        want, got = _kind(before), _kind(after)
-        if key in ONE_OR_MANY and want == "string" and got == "list" and all(isinstance(v, str) for v in after):
+        want, got = _accepted(cfg, key, before), _kind(after)
+        if key in ONE_OR_MANY and "string" in want and got == "list" and all(isinstance(v, str) for v in after):
             continue
-        if want and got and want != got:
+        if want and got and got not in want:
+            *others, last = sorted(want)
+            kinds = f"{', '.join(others)} or {last}" if others else last
+            example = f", e.g. {key}={before!r}" if _kind(before) in want else ""
             raise UserError(
-                f"override '{line}': {key} expects a {want} (its default is {before!r}), "
-                f"got the {got} {after!r}. Give a {want}, e.g. {key}={before!r}."
+                f"override '{line}': {key} expects a {kinds} (its default is {before!r}), "
+                f"got the {got} {after!r}. Give a {kinds}{example}."
             )
 
 
