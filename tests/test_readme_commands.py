@@ -68,6 +68,8 @@ def placeholders(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
         "<run>": str(run),
         "<file.ckpt>": str(run / "checkpoints" / "last.ckpt"),
         "<best.ckpt>": str(next((run / "checkpoints").glob("best_*.ckpt"))),
+        # a folder written by save_pretrained: composed here, run in tests/tasks/test_hf_backbone_cli.py
+        "<saved_bert_folder>": str(root / "saved_bert"),
     }
 
 
@@ -102,6 +104,7 @@ def as_single_run(args: list[str]) -> list[str]:
 def test_readme_command_composes(command: str, placeholders: dict[str, str], tmp_path: Path) -> None:
     module, args = as_argv(command)
     args = as_single_run(substituted(args, placeholders))
+    assert not [a for a in args if "<" in a], f"a placeholder this test does not know: {args}"
     if "--help" not in args and "--cfg" not in args:
         args = ["--cfg", "job", *args]
     proc = run_cli(module, args, tmp_path)
