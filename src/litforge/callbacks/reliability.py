@@ -4,12 +4,20 @@ SIGTERM, and a stop at the first non-finite loss."""
 import logging
 import math
 import random
+import shlex
+import signal
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import lightning.pytorch as L
 import numpy as np
 import torch
+from lightning.pytorch.utilities import rank_zero_only
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from litforge.utils.errors import UserError
@@ -44,16 +52,78 @@ class RngState(L.Callback):
 
 
 class CheckpointOnSigterm(L.Callback):
-    """SLURM and most schedulers send SIGTERM before a kill: Lightning stops after the current
-    batch, and this saves `last.ckpt` first so `resume=<run dir>` loses nothing."""
+    """SLURM and most schedulers send SIGTERM before a kill: training stops after the current
+    batch, and this saves `last.ckpt` first so `resume=<run dir>` loses nothing.
+
+    With more than one process (DDP) Lightning's own SIGTERM handler runs a collective (a
+    broadcast) inside the signal handler, and each rank stops where its own signal reached it:
+    the ranks then wait in different collectives and hang. Here the handler only notes the
+    signal; after every batch all ranks agree (one all-reduce) whether any of them got it, and
+    all stop after that same batch, whichever of them the signal reached.
+    """
 
     def __init__(self, dirpath: str) -> None:
         self.path = Path(dirpath) / "last.ckpt"
+        self.received = False
+
+    def _note(self, signum: int, frame: FrameType | None) -> None:
+        self.received = True
+
+    def _take_over_sigterm(self, trainer: L.Trainer) -> None:
+        # Lightning installs its handler when a stage starts and restores the one before at its end
+        if trainer.world_size > 1 and threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, self._note)
+
+    def _stop_if_any_rank_got_sigterm(self, trainer: L.Trainer) -> None:
+        if trainer.world_size > 1 and trainer.strategy.reduce_boolean_decision(self.received, all=False):
+            raise SIGTERMException
+
+    def on_sanity_check_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._take_over_sigterm(trainer)
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._take_over_sigterm(trainer)
+
+    def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._take_over_sigterm(trainer)
+
+    def on_test_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._take_over_sigterm(trainer)
+
+    def on_train_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
+        self._stop_if_any_rank_got_sigterm(trainer)
+
+    def on_validation_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
+        self._stop_if_any_rank_got_sigterm(trainer)
+
+    def on_test_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
+        self._stop_if_any_rank_got_sigterm(trainer)
 
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
         if isinstance(exception, SIGTERMException) and trainer.state.fn == "fit":
             trainer.save_checkpoint(self.path)
-            log.info("SIGTERM: saved %s at step %d; continue with resume=<run dir>", self.path, trainer.global_step)
+            if trainer.is_global_zero:
+                log.info("SIGTERM: saved %s at step %d", self.path, trainer.global_step)
+
+
+# what shells and SLURM report for a process that SIGTERM ended
+SIGTERM_EXIT = 128 + signal.SIGTERM
+
+
+@contextmanager
+def exit_on_sigterm(run_dir: str | Path) -> Iterator[None]:
+    """Lightning ends fit and test on SIGTERM with a SystemExit of status 0, which tells a shell or
+    a scheduler that the run finished: exit with 143 instead, naming the command that continues it."""
+    try:
+        yield
+    except SIGTERMException:
+        if rank_zero_only.rank == 0:
+            if (Path(run_dir) / "checkpoints" / "last.ckpt").is_file():
+                command = f"python -m litforge.train {shlex.quote(f'resume={run_dir}')}"
+                log.warning("SIGTERM stopped the run before its end; it is resumable: %s", command)
+            else:
+                log.warning("SIGTERM stopped the run before it saved a checkpoint: start it again")
+        sys.exit(SIGTERM_EXIT)
 
 
 class StopOnNonFiniteLoss(L.Callback):
