@@ -13,6 +13,8 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+from litforge.utils.config import run_tags
+
 # What Lightning's launcher writes into os.environ of the launching process.
 LAUNCHER_ENV = ("MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "LOCAL_RANK", "WORLD_SIZE")
 
@@ -38,6 +40,9 @@ def job_subprocess_cmd(local_rank: int) -> tuple[Sequence[str], str]:
         # only rank 0 writes the run's log file
         "hydra/job_logging=stdout",
     ]
+    if OmegaConf.is_interpolation(OmegaConf.load(config_dir / "config.yaml"), "tags"):
+        # the default tags are the job's group choices, which a rank composed from the saved config has none of
+        command.append(f"tags=[{','.join(run_tags())}]")
     return command, os.getcwd()
 
 
