@@ -200,7 +200,7 @@ def test_run_against_a_real_mlflow_server(mlflow_server: str, tmp_path: Path) ->
     artifacts = {f.path for folder in ("hydra", "plots") for f in client.list_artifacts(run.info.run_id, folder)}
     assert {"hydra/config.yaml", "hydra/overrides.yaml", "plots/confusion_matrix.png"} <= artifacts
     config = Path(client.download_artifacts(run.info.run_id, "hydra/config.yaml", str(tmp_path)))
-    assert "lr: 0.002" in config.read_text()
+    assert "lr: 0.001" in config.read_text()
     assert not (tmp_path / "mlflow").exists(), "a run sent to a server also wrote the local store"
 
 

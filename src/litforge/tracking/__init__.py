@@ -122,6 +122,21 @@ def finish(trainer: Any) -> None:
             if upload:
                 _wandb_checkpoint(run, best, summary)
             run.finish()
+    _report_outages(trainer)
+
+
+def _report_outages(trainer: Any) -> None:
+    """Last of all, so that a tracker whose server came back gets everything the run logged."""
+    from lightning.pytorch.loggers import CSVLogger
+
+    from litforge.tracking.mlflow_run import MLflowRunLogger
+
+    kept = [f"metrics in {logger.log_dir}/metrics.csv" for logger in trainer.loggers if isinstance(logger, CSVLogger)]
+    if trainer.checkpoint_callback is not None and trainer.checkpoint_callback.dirpath:
+        kept.append(f"checkpoints in {trainer.checkpoint_callback.dirpath}")
+    for logger in trainer.loggers:
+        if isinstance(logger, MLflowRunLogger):
+            logger.report_outage(", ".join(kept) or "metrics.json in the run directory")
 
 
 def _wandb_checkpoint(run: Any, path: str, summary: Mapping[str, float]) -> None:

@@ -7,8 +7,14 @@ from typing import Any
 from lightning.pytorch.loggers import MLFlowLogger
 
 from litforge.tracking import run_ids
+from litforge.tracking.outage import OutageTolerantClient, is_outage
 from litforge.tracking.run_info import default_run_name, sweep_dir, task_name
-from litforge.tracking.settings import local_artifact_location, resolve_tracking_uri
+from litforge.tracking.settings import (
+    apply_http_settings,
+    local_artifact_location,
+    local_store_lock,
+    resolve_tracking_uri,
+)
 from litforge.tracking.sweep import PARENT_TAG, SWEEP_TAG, find_sweep_parent
 
 log = logging.getLogger(__name__)
@@ -17,7 +23,9 @@ log = logging.getLogger(__name__)
 class MLflowRunLogger(MLFlowLogger):
     """Lightning's MLFlowLogger with litforge's defaults: the local store under `store_dir`,
     experiment = the task, run name = experiment config + overrides, and in a multirun the run is
-    a child of the sweep's parent run."""
+    a child of the sweep's parent run. A server or store that stops answering does not stop the
+    run: its writes wait in memory (`OutageTolerantClient`) and what is still unsent at the end is
+    reported by `report_outage`."""
 
     def __init__(
         self,
@@ -29,22 +37,29 @@ class MLflowRunLogger(MLFlowLogger):
         log_best_checkpoint: bool = False,
         registered_model_name: str | None = None,
         run_dir: str | None = None,
+        http_timeout: int | None = None,
+        http_retries: int | None = None,
+        retry_every: int | None = 60,
         **kwargs: Any,
     ) -> None:
         uri = resolve_tracking_uri(tracking_uri, store_dir)
+        apply_http_settings(http_timeout, http_retries)
         # a resumed run (resume=<run dir>) continues its MLflow run
         kwargs.setdefault("run_id", run_ids.load(run_dir).get("mlflow"))
         kwargs.setdefault("artifact_location", local_artifact_location(uri, store_dir))
         # the config's `tags: [digits, cnn]` become MLflow tags digits=true, cnn=true
         tags = dict(tags) if isinstance(tags, Mapping) else dict.fromkeys(map(str, tags or []), "true")
         experiment_name = experiment_name or task_name()
-        super().__init__(
-            experiment_name=experiment_name,
-            run_name=run_name or default_run_name(),
-            tracking_uri=uri,
-            tags=tags,
-            **kwargs,
-        )
+        # Lightning opens the store here, which creates a new local store's tables
+        with local_store_lock(uri):
+            super().__init__(
+                experiment_name=experiment_name,
+                run_name=run_name or default_run_name(),
+                tracking_uri=uri,
+                tags=tags,
+                **kwargs,
+            )
+        self._mlflow_client = OutageTolerantClient(self._mlflow_client, uri, retry_every or 60)
         self.log_best_checkpoint = log_best_checkpoint or bool(registered_model_name)
         self.registered_model_name = registered_model_name
         sweep = sweep_dir()
@@ -58,20 +73,55 @@ class MLflowRunLogger(MLFlowLogger):
         if uri.startswith("sqlite:"):
             log.info("MLflow runs in %s; browse them with: mlflow ui --backend-store-uri %s", store_dir, uri)
 
+    def report_outage(self, kept_locally: str) -> None:
+        """At the end of the run: send what an outage kept back, or say what the tracker lacks."""
+        client = self._mlflow_client
+        if client.flush():
+            return
+        log.warning(
+            "MLflow: %s has not answered since %s (%s), so run %s lacks what was logged since then "
+            "(%s). Nothing else is lost: %s.",
+            self._tracking_uri,
+            f"{client.down_since:%Y-%m-%d %H:%M:%S}",
+            client.error,
+            self._run_id,
+            client.unsent(),
+            kept_locally,
+        )
+
 
 def log_checkpoint(logger: MLFlowLogger, path: str) -> None:
     """Upload the checkpoint as `checkpoints/<file>`; register it when a model name is set."""
-    from mlflow.exceptions import MlflowException
-
     client, run_id = logger.experiment, logger.run_id
     client.log_artifact(run_id, path, "checkpoints")
     name = getattr(logger, "registered_model_name", None)
     if not name:
         return
+    source = f"runs:/{run_id}/checkpoints"
+    if getattr(client, "down_since", None) is None:
+        try:
+            version = _register(client, name, source, run_id)
+            log.info("registered the best checkpoint as model %s version %s", name, version.version)
+            return
+        except Exception as err:
+            if not is_outage(err):
+                raise
+    # unlike a write, a registration is not kept for later: it answers with the version it made
+    log.warning(
+        "MLflow does not answer: the best checkpoint was not registered as model %s. Once the run's "
+        "artifacts are there, register it with mlflow.register_model(%r, %r).",
+        name,
+        source,
+        name,
+    )
+
+
+def _register(client: Any, name: str, source: str, run_id: str) -> Any:
+    from mlflow.exceptions import MlflowException
+
     try:
         client.create_registered_model(name)
     except MlflowException as err:
         if err.error_code != "RESOURCE_ALREADY_EXISTS":
             raise
-    version = client.create_model_version(name, source=f"runs:/{run_id}/checkpoints", run_id=run_id)
-    log.info("registered the best checkpoint as model %s version %s", name, version.version)
+    return client.create_model_version(name, source=source, run_id=run_id)

@@ -13,8 +13,15 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
+from litforge.tracking.outage import is_outage
 from litforge.tracking.run_info import flat_params, task_name
-from litforge.tracking.settings import check_tracking_uri, local_artifact_location, resolve_tracking_uri
+from litforge.tracking.settings import (
+    apply_http_settings,
+    check_tracking_uri,
+    local_artifact_location,
+    local_store_lock,
+    resolve_tracking_uri,
+)
 from litforge.utils.errors import report_user_errors
 
 log = logging.getLogger(__name__)
@@ -91,8 +98,10 @@ class MLflowSweepRun(Callback):
         from mlflow.tracking import MlflowClient
 
         uri = resolve_tracking_uri(entry.tracking_uri, entry.store_dir)
+        apply_http_settings(entry.get("http_timeout"), entry.get("http_retries"))
         name = entry.experiment_name or task_name(config.hydra)
-        client = MlflowClient(uri)
+        with local_store_lock(uri):
+            client = MlflowClient(uri)
         experiment = client.get_experiment_by_name(name)
         if experiment is not None:
             return client, experiment.experiment_id, name
@@ -120,6 +129,15 @@ class MLflowSweepRun(Callback):
         entry = _mlflow_entry(config)
         if entry is None:
             return
+        try:
+            self._close_parent(entry, config)
+        except Exception as err:
+            if not is_outage(err):
+                raise
+            # the jobs' results are on disk (trials.csv, metrics.json): only the parent run misses them
+            log.warning("MLflow does not answer: the sweep's parent run lacks its best value and files (%s)", err)
+
+    def _close_parent(self, entry: DictConfig, config: DictConfig) -> None:
         client, experiment_id, name = self._open(entry, config)
         sweep = Path(config.hydra.sweep.dir).resolve()
         parent = find_sweep_parent(client, name, str(sweep))
