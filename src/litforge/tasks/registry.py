@@ -20,6 +20,22 @@ TASK_DATA: dict[str, tuple[str, ...]] = {
     "litforge.tasks.masked_lm.MaskedLanguageModelingModule": ("litforge.data.mlm.MaskedLMDataModule",),
 }
 DATA_MODULES = frozenset(data for modules in TASK_DATA.values() for data in modules)
+# the validation metrics each task logs, the names model.monitor may take; tests/test_bad_values.py
+# trains each task and compares (the text classifier logs val/auroc only for two-label data)
+CLASSIFICATION_METRICS = ("val/loss", "val/acc", "val/f1", "val/precision", "val/recall")
+TASK_METRICS: dict[str, tuple[str, ...]] = {
+    "litforge.tasks.image_classification.ImageClassificationModule": CLASSIFICATION_METRICS,
+    "litforge.tasks.regression.RegressionModule": ("val/loss", "val/mse", "val/rmse", "val/mae", "val/r2"),
+    "litforge.tasks.text_classification.TextClassificationModule": (*CLASSIFICATION_METRICS, "val/auroc"),
+    "litforge.tasks.token_classification.TokenClassificationModule": (
+        "val/loss",
+        "val/precision",
+        "val/recall",
+        "val/f1",
+        "val/token_acc",
+    ),
+    "litforge.tasks.masked_lm.MaskedLanguageModelingModule": ("val/loss", "val/perplexity", "val/acc"),
+}
 
 
 def group_targets(group_dir: Path) -> dict[str, str]:
