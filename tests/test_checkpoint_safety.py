@@ -1,12 +1,14 @@
 """A checkpoint made only of strings and dicts must not run code: eval and train refuse any
 `_target_` that is not litforge's own (or a torch optimiser) before importing or calling it."""
 
+import shutil
 from pathlib import Path
 
 import pytest
 import torch
+from omegaconf import OmegaConf
 
-from tests.helpers import QUIET, run_cli, run_dirs
+from tests.helpers import QUIET, check_ok, run_cli, run_dirs
 
 TASK = "litforge.tasks.image_classification.ImageClassificationModule"
 DATA = {"_target_": "litforge.data.image.ImageDataModule", "source": "digits"}
@@ -61,3 +63,30 @@ def test_an_empty_or_garbage_checkpoint_is_named_not_a_traceback(content: bytes,
     proc = run_cli("litforge.eval", [*QUIET, f"ckpt_path={checkpoint}"], tmp_path / "logs")
     assert proc.returncode == 2 and "not a readable checkpoint" in proc.stderr and "Traceback" not in proc.stderr
     assert ("empty file" in proc.stderr) == (content == b"")
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    logs = tmp_path_factory.mktemp("logs")
+    check_ok(run_cli("litforge.train", [*QUIET, "trainer.max_epochs=1", "trainer.limit_train_batches=2"], logs))
+    (run,) = run_dirs(logs)
+    return run
+
+
+@pytest.mark.parametrize("record", ["hydra.yaml", "config.yaml"])
+def test_resume_refuses_a_run_record_that_names_foreign_code(record: str, finished_run: Path, tmp_path: Path) -> None:
+    run, marker = tmp_path / "run", tmp_path / "marker"
+    shutil.copytree(finished_run, run)
+    path = run / ".hydra" / record
+    saved = OmegaConf.load(path)
+    if record == "hydra.yaml":
+        # a Hydra callback would be built by Hydra itself, before litforge's checks run
+        saved.hydra.overrides.task.append(f"+hydra.callbacks.evil={{_target_: os.system, command: 'touch {marker}'}}")
+    else:
+        saved.model.net = {"_target_": "subprocess.Popen", "args": f"touch {marker}", "shell": True}
+    OmegaConf.save(saved, path)
+    before = path.read_bytes()
+    proc = run_cli("litforge.train", [*QUIET, f"resume={run}"], tmp_path / "logs")
+    assert proc.returncode == 2, proc.stderr
+    assert "not a class of litforge, Lightning or torch.optim" in proc.stderr and "Traceback" not in proc.stderr
+    assert not marker.exists() and path.read_bytes() == before

@@ -4,11 +4,14 @@ A run's `.hydra/` is its record and is never rewritten. A resume re-composes the
 from conf/ with Hydra (the original command line plus every earlier resume's, later ones winning),
 adds the new ones, and Hydra records what it composed in `.hydra/resumes/<stamp>/`, which the next
 resume starts from. A resume that fails before it has written a checkpoint leaves no record.
+A resume holds `<run dir>/.lock` while it runs, and keeps the run's own paths.log_dir.
 """
 
 import logging
+import os
+import re
 import shutil
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -21,6 +24,7 @@ from hydra.errors import HydraException
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from litforge.utils.checkpoint import find_targets
 from litforge.utils.config import CONFIG_DIR
 from litforge.utils.errors import UserError
 
@@ -33,7 +37,16 @@ FREE_GROUPS = ("logger", "callbacks", "trainer", "extras", "hydra")
 PLACEMENT = ("hydra.mode", "hydra.run.", "hydra.sweep.", "hydra.output_subdir")
 # flags that would give a resume another primary config or a sweep
 REFUSED_FLAGS = ("-m", "--multirun", "-cp", "--config-path", "-cn", "--config-name", "-cd", "--config-dir")
+# flags that only show what a resume would run: they need no lock on the run
+SHOW_FLAGS = ("--cfg", "-c", "--info", "-i", "--resolve", "--package", "-p", "--shell-completion", "-sc")
+LOCK = ".lock"
+# the run's trackers (MLflow's local store, W&B's files) live under it: a resume keeps the run's own
+OWN_KEYS = ("paths.log_dir",)
 ABSENT = object()
+# what a run's record may name as `_target_` when a resume rebuilds it
+RECORDED_TARGET_PREFIXES = ("litforge.", "lightning.pytorch.", "torch.optim.", "hydra_plugins.litforge_")
+# locks this process holds on its run directories: open until the process ends
+_held: list[int] = []
 
 
 @dataclass(frozen=True)
@@ -76,13 +89,75 @@ def from_argv(argv: Sequence[str]) -> Resume | None:
                 "Give a directory under logs/train/runs/ that holds checkpoints/last.ckpt."
             )
     flags, lines = _split_flags([a for a in argv[1:] if not a.startswith("resume=")], where)
+    lines = _without_own_keys(lines, base, where)
+    if not any(flag.partition("=")[0] in SHOW_FLAGS for flag in flags):
+        _lock(run_dir, where)
     record = run_dir / RECORDS / datetime.now().strftime("%Y-%m-%d_%H-%M-%S_%f")
     placement = [
-        f"hydra.run.dir={run_dir}",
-        f"hydra.output_subdir={record.relative_to(run_dir)}",
-        f"ckpt_path={checkpoint}",
+        f"hydra.run.dir={quoted(str(run_dir))}",
+        f"hydra.output_subdir={quoted(str(record.relative_to(run_dir)))}",
+        f"ckpt_path={quoted(str(checkpoint))}",
     ]
     return Resume([argv[0], *flags, *_continued(base, lines, placement, where)], record, checkpoint)
+
+
+def quoted(value: str) -> str:
+    """`value` as a quoted string of Hydra's override grammar, which takes any character there (an
+    unquoted path with `ü`, `=` or `[` is a syntax error): quotes escaped, and the backslashes before
+    a quote or at the end doubled, as Hydra reads them."""
+    escaped = re.sub(r"(\\*)'", lambda m: m.group(1) * 2 + "\\'", value)
+    escaped = re.sub(r"(\\+)$", lambda m: m.group(1) * 2, escaped)
+    return f"'{escaped}'"
+
+
+def _lock(run_dir: Path, where: str) -> None:
+    """Held until this process ends: a second resume of the run while one is running is refused,
+    since both would train and log the same epochs into one directory."""
+    import fcntl
+
+    fd = os.open(run_dir / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.read(fd, 32).decode(errors="replace").strip()
+        os.close(fd)
+        by = f"process {holder}" if holder.isdigit() else "another process"
+        raise UserError(
+            f"resume={where}: this run is being resumed by {by}, which holds the lock {run_dir / LOCK}. "
+            "Two resumes of one run would train and log the same epochs twice: wait until it ends (or stop it), "
+            "then resume again."
+        ) from None
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{os.getpid()}\n".encode())
+    _held.append(fd)
+
+
+def _without_own_keys(lines: list[str], base: Path, where: str) -> list[str]:
+    """The new overrides less those of the keys a run keeps (OWN_KEYS), with a warning where they
+    named another value: a new paths.log_dir would look for the run's MLflow run in an empty store."""
+    parsed = _parse(lines, where)
+    own = [o for o in parsed if o.key_or_group in OWN_KEYS and not _is_group(o)]
+    if not own:
+        return lines
+    recorded = OmegaConf.load(base / "config.yaml")
+    for o in own:
+        kept = OmegaConf.select(recorded, o.key_or_group, default=None, throw_on_resolution_failure=False)
+        if not _same_path(o.value(), kept):
+            log.warning(
+                "resume=%s: `%s` is not used: a resumed run keeps its own %s=%s, under which its tracker "
+                "stores (MLflow's local store, W&B's files) are",
+                where,
+                o.input_line,
+                o.key_or_group,
+                kept,
+            )
+    return [o.input_line for o in parsed if o not in own]
+
+
+def _same_path(given: Any, kept: Any) -> bool:
+    if not isinstance(given, str) or not isinstance(kept, str):
+        return given == kept
+    return Path(given).expanduser().resolve() == Path(kept).expanduser().resolve()
 
 
 def _continued(base: Path, lines: list[str], placement: list[str], where: str) -> list[str]:
@@ -93,8 +168,11 @@ def _continued(base: Path, lines: list[str], placement: list[str], where: str) -
     composed = _composable(base)
     if not isinstance(composed, str):
         name, history = composed
+        _check_recorded_targets(_parse(history, where), base / "hydra.yaml")
         head = [] if name == "train" else [f"--config-name={name}"]
         return [*head, *merge(history, [*lines, *placement])]
+    recorded = OmegaConf.to_container(OmegaConf.load(base / "config.yaml"), resolve=False)
+    _refuse_foreign(find_targets(recorded, "config"), base / "config.yaml")
     if groups:
         raise UserError(
             f"resume={where}: `{groups[0].input_line}` chooses a config group, but this run's choices cannot "
@@ -103,6 +181,28 @@ def _continued(base: Path, lines: list[str], placement: list[str], where: str) -
         )
     log.warning("resume=%s: %s; continuing from the recorded config %s", where, composed, base / "config.yaml")
     return [f"--config-path={base}", "--config-name=config", *lines, *placement]
+
+
+def _check_recorded_targets(overrides: list[Override], where: Path) -> None:
+    """A recorded override naming a class (`x._target_=...`, or a mapping with one) may only name
+    litforge's, Lightning's or a torch optimiser: Hydra would build it, its callbacks before any check."""
+    for o in overrides:
+        value = o.value() if o.type != OverrideType.DEL else None
+        if o.key_or_group.rpartition(".")[2] == "_target_":
+            _refuse_foreign([(o.key_or_group, value)], where)
+        else:
+            _refuse_foreign(find_targets(value, o.key_or_group), where)
+
+
+def _refuse_foreign(targets: Iterable[tuple[str, Any]], where: Path) -> None:
+    for key, target in targets:
+        if not str(target).startswith(RECORDED_TARGET_PREFIXES):
+            raise UserError(
+                f"{where}: {key} is {target!r}, not a class of litforge, Lightning or torch.optim. A run "
+                f"directory is data: at resume its record may only name classes under "
+                f"{', '.join(p.rstrip('.') for p in RECORDED_TARGET_PREFIXES)}. Nothing was imported or run; "
+                "start a new run with your own configs instead."
+            )
 
 
 def latest_record(run_dir: Path) -> Path:

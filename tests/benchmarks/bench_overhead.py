@@ -77,7 +77,7 @@ def hand_written_epochs(experiment: str) -> list[float]:
     model.train()
     times = []
     for epoch in range(EPOCHS):
-        loader.sampler.set_epoch(epoch)
+        loader.batch_sampler.sampler.set_epoch(epoch)
         start = time.perf_counter()
         for batch in loader:
             x, y = datamodule.on_after_batch_transfer(batch, 0)

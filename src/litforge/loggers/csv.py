@@ -1,4 +1,5 @@
 import csv
+from typing import Any
 
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
@@ -7,14 +8,37 @@ from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 class _AppendingWriter(ExperimentWriter):
     def _check_log_dir_exists(self) -> None:
         # Lightning deletes an existing metrics.csv here; a resumed run appends to it instead.
-        if self._fs.isfile(self.metrics_file_path):
+        self._continued = self._fs.isfile(self.metrics_file_path)
+        if self._continued:
             with self._fs.open(self.metrics_file_path, "r", newline="") as file:
                 self.metrics_keys = next(csv.reader(file), [])
+
+    def log_metrics(self, metrics_dict: dict[str, Any], step: int | None = None) -> None:
+        if self._continued and step is not None:
+            self._drop_rows_from(step)
+        self._continued = False
+        super().log_metrics(metrics_dict, step)
+
+    def _drop_rows_from(self, step: int) -> None:
+        """The rows an interrupted run wrote after the checkpoint its resume starts from: the resumed
+        run logs those steps again, and the first step it logs is where its own history begins."""
+        with self._fs.open(self.metrics_file_path, "r", newline="") as file:
+            rows = list(csv.DictReader(file))
+        kept = [row for row in rows if not row.get("step") or int(row["step"]) < step]
+        if len(kept) == len(rows):
+            return
+        # written beside the file and moved over it: a crash now leaves the old history, not half of it
+        partial = f"{self.metrics_file_path}.partial"
+        with self._fs.open(partial, "w", newline="") as file:
+            writer = csv.DictWriter(file, fieldnames=self.metrics_keys)
+            writer.writeheader()
+            writer.writerows(kept)
+        self._fs.mv(partial, self.metrics_file_path)
 
 
 class ResumableCSVLogger(CSVLogger):
     """Lightning's CSVLogger, but a resumed run (resume=<run dir>) keeps the metrics logged
-    before the interruption and appends after them."""
+    before its checkpoint and appends after them, so each step has its rows once."""
 
     @property
     def experiment(self) -> ExperimentWriter:

@@ -33,17 +33,17 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     return checkpoint
 
 
-def _targets(tree: Any, where: str) -> Iterator[tuple[str, Any]]:
+def find_targets(tree: Any, where: str) -> Iterator[tuple[str, Any]]:
     """Every `_target_` in nested dicts and lists, with its dotted location."""
     if isinstance(tree, dict):
         for key, value in tree.items():
             if key == "_target_":
                 yield f"{where}._target_", value
             else:
-                yield from _targets(value, f"{where}.{key}")
+                yield from find_targets(value, f"{where}.{key}")
     elif isinstance(tree, list | tuple):
         for i, value in enumerate(tree):
-            yield from _targets(value, f"{where}[{i}]")
+            yield from find_targets(value, f"{where}[{i}]")
 
 
 def check_checkpoint_targets(checkpoint: dict[str, Any], path: Path) -> None:
@@ -63,7 +63,7 @@ def check_checkpoint_targets(checkpoint: dict[str, Any], path: Path) -> None:
     if data and data.get("_target_") not in DATA_MODULES:
         refused.append(("config.data._target_", data.get("_target_")))
     for root, tree in roots.items():
-        refused += [(w, t) for w, t in _targets(tree, root) if not str(t).startswith(SAFE_TARGET_PREFIXES)]
+        refused += [(w, t) for w, t in find_targets(tree, root) if not str(t).startswith(SAFE_TARGET_PREFIXES)]
     if refused:
         where, target = refused[0]
         prefixes = ", ".join(p.rstrip(".") for p in SAFE_TARGET_PREFIXES)
