@@ -66,7 +66,7 @@ def test_installed_entry_points_train_from_another_directory(target: Path, tmp_p
     check_ok(proc)
     assert all(Path(f).is_relative_to(target) for f in proc.stdout.split()), proc.stdout
 
-    for script in ("litforge-train", "litforge-eval"):
+    for script in ("litforge-train", "litforge-eval", "litforge-predict"):
         proc = run_in(tmp_path, [str(target / "bin" / script), "--help"], pythonpath=target)
         check_ok(proc)
         assert "== Configuration groups ==" in proc.stdout and "data: " in proc.stdout

@@ -1,8 +1,7 @@
 """Test a checkpoint: `python -m litforge.eval ckpt_path=<file.ckpt> [+data.key=value ...]`;
-or predict new texts with it: `... predict.texts='["great film", "boring"]'` or `predict.file=<txt>`."""
+or predict with it, through litforge.predict's path: `... predict.texts='["great film", "boring"]'` or
+`predict.file=<file>` (the inputs `python -m litforge.predict ... input=<file>` takes)."""
 
-import inspect
-import json
 import logging
 import sys
 from pathlib import Path
@@ -11,21 +10,12 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
+from litforge.utils.build import build_task, checkpoint_data_config
 from litforge.utils.checkpoint import load_checkpoint
 from litforge.utils.config import CONFIG_DIR, config_help, require_file
 from litforge.utils.errors import UserError, report_user_errors
 
 log = logging.getLogger(__name__)
-
-
-def build_task(checkpoint: dict[str, Any]) -> Any:
-    """The task module from the checkpoint's hyperparameters and weights alone."""
-    from litforge.utils.build import instantiate_task
-
-    target = checkpoint["litforge"]["config"]["model"]["_target_"]
-    model = instantiate_task({"_target_": target, **checkpoint["hyper_parameters"]}, {})
-    model.load_state_dict(checkpoint["state_dict"])
-    return model
 
 
 def evaluate(cfg: DictConfig, checkpoint_path: Path, checkpoint: dict[str, Any] | None = None) -> dict[str, float]:
@@ -44,8 +34,7 @@ def evaluate(cfg: DictConfig, checkpoint_path: Path, checkpoint: dict[str, Any] 
     checkpoint = checkpoint or load_checkpoint(checkpoint_path)
     run_cfg = OmegaConf.create(checkpoint["litforge"]["config"])
     L.seed_everything(run_cfg.get("seed") or 0, workers=True)
-    data_cfg = OmegaConf.merge(run_cfg.data, cfg.get("data") or {})
-    datamodule = instantiate_datamodule(data_cfg)
+    datamodule = instantiate_datamodule(checkpoint_data_config(checkpoint, overrides=cfg.get("data")))
     state_key = type(datamodule).__qualname__
     if state_key in checkpoint:
         datamodule.load_state_dict(checkpoint[state_key])
@@ -66,60 +55,64 @@ def evaluate(cfg: DictConfig, checkpoint_path: Path, checkpoint: dict[str, Any] 
 
 
 def read_texts(predict: DictConfig) -> list[str]:
-    """predict.texts (a list, or one string) or the non-blank lines of predict.file."""
-    if predict.get("texts") is not None and predict.get("file"):
-        raise UserError("give predict.texts or predict.file, not both")
-    if predict.get("file"):
-        path = require_file(predict.file, "text file (one text a line)", "predict.file")
-        texts, where = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()], str(path)
-    else:
-        texts, where = predict.texts, "predict.texts"
-        texts = [texts] if isinstance(texts, str) else list(texts)
+    """predict.texts: a list of texts, or one string."""
+    texts = predict.texts
+    texts = [texts] if isinstance(texts, str) else list(texts)
     if not texts:
-        raise UserError(f"{where} holds no text: give at least one, e.g. predict.texts='[\"a text\"]'")
-    bad = [i for i, text in enumerate(texts) if not isinstance(text, str) or not text.strip()]
-    if bad:
-        raise UserError(f"{where}: item {bad[0]} ({texts[bad[0]]!r}) is not a text; give non-empty strings")
+        raise UserError("predict.texts holds no text: give at least one, e.g. predict.texts='[\"a text\"]'")
+    for i, text in enumerate(texts):
+        if not isinstance(text, str) or not text.strip() or "\n" in text or "\r" in text:
+            raise UserError(
+                f"predict.texts: item {i} ({text!r}) is not a text of one line; give non-empty strings without "
+                "line breaks, or longer texts in a file: python -m litforge.predict ckpt_path=... input=<file>"
+            )
     return texts
 
 
-def predict(cfg: DictConfig, checkpoint_path: Path, checkpoint: dict[str, Any] | None = None) -> list[dict[str, Any]]:
-    """The task's `predict_texts` on new texts, printed as JSON lines and written to
-    <run dir>/predictions.jsonl; keys of `predict` other than texts/file are its options."""
-    import torch
-
-    from litforge.utils.extras import apply_extras
-
-    apply_extras(cfg)
-    texts = read_texts(cfg.predict)
-    model = build_task(checkpoint or load_checkpoint(checkpoint_path))
-    if not hasattr(model, "predict_texts"):
-        raise UserError(
-            f"{type(model).__name__} does not predict from texts: leave predict.texts and predict.file "
-            "unset to test the checkpoint instead."
-        )
-    options = {k: v for k, v in cfg.predict.items() if k not in ("texts", "file") and v is not None}
-    accepted = sorted(set(inspect.signature(model.predict_texts).parameters) - {"texts"})
-    unknown = sorted(set(options) - set(accepted))
+def check_predict_request(predict: DictConfig) -> None:
+    """The predict.* keys, checked before the checkpoint is read."""
+    if predict.get("texts") is not None and predict.get("file"):
+        raise UserError("give predict.texts or predict.file, not both")
+    unknown = sorted(set(predict) - {"texts", "file", "top_k"})
     if unknown:
-        raise UserError(f"predict.{unknown[0]}: not an option of {type(model).__name__}; its options are {accepted}")
-    if torch.cuda.is_available() and cfg.trainer.accelerator in ("auto", "gpu", "cuda"):
-        model.cuda()
-    records = model.predict_texts(texts, **options)
-    path = Path(cfg.paths.output_dir) / "predictions.jsonl"
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
-    tmp.replace(path)
-    for record in records:
-        print(json.dumps(record, ensure_ascii=False))
-    log.info("%d predictions written to %s", len(records), path)
-    return records
+        raise UserError(
+            f"predict.{unknown[0]}: not an option of litforge.eval's prediction (texts, file, top_k); "
+            "python -m litforge.predict takes batch_size and data.* too"
+        )
+    if predict.get("texts") is not None:
+        read_texts(predict)
+    else:
+        require_file(predict.file, "file of inputs", "predict.file")
+
+
+def predict(cfg: DictConfig, checkpoint_path: Path, checkpoint: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """predict.file, or predict.texts written one a line to <run dir>/inputs.txt, through the one
+    prediction path (`litforge.predict.predict`, as `python -m litforge.predict ... input=<file>`);
+    the records are written to <run dir>/predictions.jsonl (text tasks) and the first ones printed."""
+    from omegaconf import open_dict
+
+    from litforge import predict as prediction
+
+    check_predict_request(cfg.predict)
+    if cfg.predict.get("texts") is not None:
+        source = Path(cfg.paths.output_dir) / "inputs.txt"
+        source.write_text("".join(text + "\n" for text in read_texts(cfg.predict)), encoding="utf-8")
+    else:
+        source = require_file(cfg.predict.file, "file of inputs", "predict.file")
+    request = cfg.copy()
+    with open_dict(request):
+        request.input, request.top_k, request.batch_size = str(source), cfg.predict.get("top_k"), None
+    return prediction.predict(request, checkpoint_path, checkpoint or load_checkpoint(checkpoint_path))
 
 
 def main() -> None:
     if "--help" in sys.argv[1:] or "-h" in sys.argv[1:]:
         print(config_help("eval"))
         return
+    from litforge.utils.local_config import check_local_yaml
+
+    with report_user_errors():
+        check_local_yaml(sys.argv[1:])
     run()
     from litforge.utils.sweep import exit_if_jobs_failed
 
@@ -129,7 +122,17 @@ def main() -> None:
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="eval")
 def run(cfg: DictConfig) -> None:
     with report_user_errors(cfg.paths.output_dir):
+        from litforge.utils.local_config import warn_unplaced_local
+
+        warn_unplaced_local(cfg)
         path = require_file(cfg.get("ckpt_path"), "checkpoint file", "ckpt_path")
+        from litforge.utils.checks import check_values
+
+        check_values(cfg)
+        requested = cfg.get("predict") or {}
+        predicting = requested.get("texts") is not None or bool(requested.get("file"))
+        if predicting:
+            check_predict_request(cfg.predict)
         # read (and its targets checked) before Lightning is imported: a bad file is answered at once
         checkpoint = load_checkpoint(path)
         from litforge.utils.instantiate import trainer_settings
@@ -138,8 +141,7 @@ def run(cfg: DictConfig) -> None:
         from litforge.tracking import check_trackers
 
         check_trackers(cfg.get("logger"))
-        requested = cfg.get("predict") or {}
-        if requested.get("texts") is not None or requested.get("file"):
+        if predicting:
             predict(cfg, path, checkpoint)
         else:
             evaluate(cfg, path, checkpoint)

@@ -19,6 +19,9 @@ def validate(cfg: DictConfig) -> None:
     """Checks that must answer in a second, before torch and lightning are imported."""
     from hydra.core.hydra_config import HydraConfig
 
+    from litforge.utils.local_config import warn_unplaced_local
+
+    warn_unplaced_local(cfg)
     overrides = list(HydraConfig.get().overrides.task)
     groups, values = value_overrides(overrides)
     if values:
@@ -27,6 +30,9 @@ def validate(cfg: DictConfig) -> None:
     from litforge.tasks.registry import check_data_fits_model
 
     check_data_fits_model(cfg, HydraConfig.get().runtime.choices)
+    from litforge.utils.checks import check_values
+
+    check_values(cfg)
     if cfg.get("ckpt_path"):
         from litforge.utils.checkpoint import check_checkpoint_task
 
@@ -34,12 +40,13 @@ def validate(cfg: DictConfig) -> None:
     from litforge.tasks.hf_backbone import check_pretrained_source
 
     check_pretrained_source(cfg.model.get("backbone"))
-    from litforge.utils.instantiate import trainer_settings
-
-    trainer_settings(cfg.trainer)
     from litforge.tracking import check_trackers
 
     check_trackers(cfg.get("logger"))
+    # the first check that imports torch
+    from litforge.utils.instantiate import trainer_settings
+
+    trainer_settings(cfg.trainer)
 
 
 def train(cfg: DictConfig) -> dict[str, float]:
@@ -48,6 +55,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
     from litforge import tracking
     from litforge.callbacks.best_epoch import BestEpochMetrics
+    from litforge.callbacks.checkpoint_paths import CheckpointPathsInRunDir
     from litforge.callbacks.reliability import CheckpointOnSigterm, RngState, StopOnNonFiniteLoss
     from litforge.callbacks.run_config import StoreRunConfig
     from litforge.data.loaders import LoaderPosition
@@ -72,7 +80,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     epochs = BestEpochMetrics()
     callbacks += [StoreRunConfig(resolved), RngState(), StopOnNonFiniteLoss(), CheckpointOnSigterm(checkpoint_dir)]
     callbacks += [epochs]
-    callbacks.append(LoaderPosition())
+    callbacks += [LoaderPosition(), CheckpointPathsInRunDir()]
     trainer = instantiate_trainer(cfg.trainer, callbacks, loggers)
     tracking.log_run_info(trainer, cfg, model)
 
@@ -111,8 +119,10 @@ def main() -> None:
         print(config_help("train"))
         return
     from litforge import resume
+    from litforge.utils.local_config import check_local_yaml
 
     with report_user_errors():
+        check_local_yaml(sys.argv[1:])
         attempt = resume.from_argv(sys.argv)
     if attempt is None:
         run()

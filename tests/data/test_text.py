@@ -49,12 +49,13 @@ def test_generated_splits_batches_and_hand_over(tmp_path: Path) -> None:
     assert len(dm.splits["test"]) == 40
     kwargs = dm.model_kwargs()
     assert kwargs["id2label"] == ["negative", "positive"] and kwargs["num_labels"] == 2
-    assert (Path(kwargs["tokenizer_dir"]) / "tokenizer.json").is_file()
+    assert (tmp_path / "run" / "tokenizer" / "tokenizer.json").is_file()  # a copy for the user
+    assert json.loads(kwargs["tokenizer_files"]["tokenizer.json"])["model"]["type"] == "WordPiece"
     batch = next(iter(dm.train_dataloader()))
     assert set(batch) == {"input_ids", "token_type_ids", "attention_mask", "labels"}
     lengths = batch["attention_mask"].sum(1)
     assert batch["input_ids"].shape[1] == lengths.max() <= 16  # padded to the batch's longest only
-    assert dm.state_dict() == {"id2label": ["negative", "positive"], "tokenizer_dir": kwargs["tokenizer_dir"]}
+    assert dm.state_dict() == {"id2label": ["negative", "positive"], "tokenizer_files": kwargs["tokenizer_files"]}
 
 
 def test_group_by_length_batches_texts_of_similar_length(tmp_path: Path) -> None:
@@ -174,7 +175,7 @@ def test_bad_files_exit_2_from_the_cli(case: str, tmp_path: Path) -> None:
     train, test, overrides, expected = BAD[case]
     files = [f"data.train_file={write_csv(tmp_path / 'train.csv', train)}"]
     if test:
-        files.append(f"data.test_file={write_csv(tmp_path / 'test.csv', test)}")
+        files.append(f"data.test_path={write_csv(tmp_path / 'test.csv', test)}")
     args = [
         "experiment=text_clf_offline",
         "data=text_file",

@@ -142,8 +142,9 @@ def test_checkpoint_rebuilds_from_plain_hyperparameters(tmp_path: Path) -> None:
     model.eval()
     rebuilt.eval()
     assert torch.allclose(model(batch), rebuilt(batch))
-    (record,) = rebuilt.predict_texts(["the plot was not dull"], top_k=1)
-    assert record["label"] in ("negative", "positive") and list(record["top_k"]) == [record["label"]]
+    # the tokenizer travels in the checkpoint, not as a path to the run's folder
+    assert "tokenizer_dir" not in loaded["hyper_parameters"]
+    assert rebuilt.tokenizer("the plot was not dull")["input_ids"] == dm.tokenizer("the plot was not dull")["input_ids"]
 
 
 def test_pretrained_backbone_from_a_local_folder(tmp_path: Path) -> None:
@@ -168,8 +169,11 @@ def test_distilbert_fine_tunes_on_sst2_from_the_hub(tmp_path: Path) -> None:
     dm, model = build(tmp_path, overrides)
     assert dm.id2label == ["negative", "positive"]
     fit(model, dm, limit_train_batches=2, limit_val_batches=2)
-    (record,) = model.predict_texts(["a gorgeous, witty film"])
-    assert set(record["top_k"]) == {"negative", "positive"}
+    batch = dict(
+        model.tokenizer(["a gorgeous, witty film"], return_tensors="pt"), id=["1"], text=["a gorgeous, witty film"]
+    )
+    (record,) = model.eval().predict_step(batch, 0)
+    assert set(record["probs"]) == {"negative", "positive"}
 
 
 def test_train_eval_and_predict_from_the_cli(tmp_path: Path) -> None:
@@ -203,8 +207,8 @@ def test_train_eval_and_predict_from_the_cli(tmp_path: Path) -> None:
     predicted = sorted(run_dirs(tmp_path, "eval"))[-1] / "predictions.jsonl"
     records = [json.loads(line) for line in predicted.read_text().splitlines()]
     assert [r["text"] for r in records] == ["what a great film", "the acting was not good"]
-    assert all(sum(r["top_k"].values()) == pytest.approx(1, abs=1e-4) for r in records)
-    assert '"label": ' in proc.stdout
+    assert all(sum(r["probs"].values()) == pytest.approx(1, abs=1e-4) for r in records)
+    assert '"label"' in proc.stdout
 
 
 def test_predict_refuses_empty_texts(tmp_path: Path) -> None:

@@ -1,12 +1,15 @@
 import logging
 from collections.abc import Sequence
+from functools import partial
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor
 
 from litforge.data import image_sources
-from litforge.data.memory import InMemoryDataModule, TensorSplit, carve_missing_splits
+from litforge.data.inputs import expand_inputs
+from litforge.data.memory import InMemoryDataModule, PredictInputs, TensorSplit, carve_missing_splits
 from litforge.utils.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -36,7 +39,7 @@ def random_hflip(images: Tensor) -> Tensor:
 def _check_folders(
     source: str, path: str | None, train_path: str | None, val_path: str | None, test_path: str | None
 ) -> None:
-    folders = {"path": path, "train_path": train_path, "val_path": val_path, "test_path": test_path}
+    folders = {"path": path, "train_path": train_path, "val_path": val_path}
     given = [f"data.{key}" for key, value in folders.items() if value]
     if source != "folder":
         if given:
@@ -70,6 +73,10 @@ def _log_splits(splits: dict[str, TensorSplit], class_names: list[str], origins:
     )
 
 
+def _read_batch(files: list[Path], shape: tuple[int, int, int], pixel_max: float, indices: list[int]) -> Tensor:
+    return torch.stack([image_sources.read_like_training(files[i], shape, pixel_max) for i in indices])
+
+
 def _plain_size(image_size: Sequence[int] | None) -> list[int] | None:
     """[H, W] as plain ints: the value goes into checkpoints, which are read weights-only."""
     if image_size is None:
@@ -87,6 +94,10 @@ class ImageDataModule(InMemoryDataModule):
     Local images (`source: folder`): `path` (or its synonym `train_path`) is a folder of class
     folders; `val_path`/`test_path` are folders of the same classes, and a split without one is
     cut from the training images by `val_fraction`/`test_fraction`.
+
+    With the state of a checkpoint loaded, `setup("test")` with `test_path` reads that folder alone
+    (any source), and `setup("predict")` the images `predict_path` names (a file, a folder, a glob),
+    each converted to the training images' shape, channels and pixel range.
     """
 
     def __init__(
@@ -111,6 +122,7 @@ class ImageDataModule(InMemoryDataModule):
         batch_size: int = 64,
         num_workers: int = 0,
         pin_memory: bool = False,
+        predict_path: str | None = None,
     ) -> None:
         super().__init__(batch_size, num_workers, pin_memory, seed)
         if source not in SOURCES:
@@ -129,6 +141,9 @@ class ImageDataModule(InMemoryDataModule):
         self.class_names: list[str] | None = None
         self.mean: Tensor | None = None
         self.std: Tensor | None = None
+        # (C, H, W) and pixel range of the training images: what new images are converted to
+        self.image_shape: list[int] | None = None
+        self.pixel_max = image_sources.PIXEL_MAX.get(source, image_sources.FILE_PIXEL_MAX)
 
     def _load(self) -> image_sources.ImageData:
         hp = self.hparams
@@ -147,8 +162,14 @@ class ImageDataModule(InMemoryDataModule):
                 folders[role] = (hp[key], f"data.{key}")
         return image_sources.load_folders(folders, size, hp.color_mode, self.class_names)
 
+    def _restored(self) -> bool:
+        """Whether a checkpoint's state is loaded, so new images can be read without the training data."""
+        return self.mean is not None and self.image_shape is not None
+
     def prepare_data(self) -> None:
-        if self.hparams.source == "hub":
+        # a checkpoint predicting or scoring a test folder needs no download
+        reads_own_files = self._restored() and (self.hparams.predict_path or self.hparams.test_path)
+        if self.hparams.source == "hub" and not reads_own_files:
             self._load()
 
     def _carve(self, data: image_sources.ImageData) -> dict[str, TensorSplit]:
@@ -169,10 +190,22 @@ class ImageDataModule(InMemoryDataModule):
         )
 
     def setup(self, stage: str | None = None) -> None:
+        if stage == "predict":
+            self._setup_predict()
+            return
         if self.splits:
             return
+        if stage == "test" and self._restored():
+            if self.hparams.test_path:
+                self._setup_test_folder()
+                return
+            self._check_training_folder()
         data = self._load()
         self.class_names = self.class_names or data.class_names
+        self.image_shape = self.image_shape or list(data.splits["train"].tensors[0].shape[1:])
+        if self.hparams.test_path and self.hparams.source != "folder":
+            data.splits["test"] = self._read_test_folder()
+            data.origins["test"] = f"from {Path(self.hparams.test_path).expanduser()}"
         splits = self._carve(data)
         self.splits = {"train": splits["train"], "val": splits["validation"], "test": splits["test"]}
         _log_splits(self.splits, self.class_names, data.origins)
@@ -180,7 +213,55 @@ class ImageDataModule(InMemoryDataModule):
             pixels = self.splits["train"].tensors[0].float().transpose(0, 1).flatten(1)
             self.mean, self.std = pixels.mean(dim=1), pixels.std(dim=1).clamp_min(1e-6)
 
+    def _read_test_folder(self) -> TensorSplit:
+        shape = tuple(self.image_shape)
+        return image_sources.read_labelled_like_training(
+            self.hparams.test_path, "data.test_path", shape, self.pixel_max, self.class_names
+        )
+
+    def _setup_test_folder(self) -> None:
+        """All of data.test_path as the test split: a checkpoint scored on new labelled images."""
+        split = self._read_test_folder()
+        self.splits = {"test": split}
+        counts = torch.bincount(split.tensors[1], minlength=len(self.class_names)).tolist()
+        log.info("test split: %d images from %s", len(split), Path(self.hparams.test_path).expanduser())
+        per_class = ", ".join(f"{name} {count}" for name, count in zip(self.class_names, counts, strict=True))
+        log.info("images per class: %s", per_class)
+
+    def _check_training_folder(self) -> None:
+        """Eval without data.test_path cuts the test split from the training folder: say so if it is gone."""
+        hp = self.hparams
+        key, folder = ("data.path", hp.path) if hp.path else ("data.train_path", hp.train_path)
+        if hp.source == "folder" and folder and not Path(folder).expanduser().is_dir():
+            raise UserError(
+                f"{key}={folder}: the training folder of this checkpoint is gone, and the test split is cut "
+                "from it (data.test_fraction). Score other labelled images with data.test_path=<folder of "
+                f"class folders>, or give the folder's new place with {key}=<folder>."
+            )
+
+    def _setup_predict(self) -> None:
+        if self.predict_inputs is not None:
+            return
+        if not self._restored():
+            raise UserError(
+                "predicting images needs the normalisation statistics and image shape a checkpoint stores; "
+                "none are loaded (no checkpoint, or one written before litforge stored the image shape: "
+                "retrain it). Use python -m litforge.predict ckpt_path=<file.ckpt> input=<images>."
+            )
+        files = expand_inputs(self.hparams.predict_path, image_sources.IMAGE_SUFFIXES, "image")
+        channels, height, width = self.image_shape
+        read = partial(_read_batch, files, (channels, height, width), self.pixel_max)
+        self.predict_inputs = PredictInputs([str(f) for f in files], read)
+        mode = image_sources.MODE_OF_CHANNELS[channels]
+        log.info("%d images to predict, each converted to %s %dx%d", len(files), mode, height, width)
+
+    def _normalise(self, images: Tensor) -> Tensor:
+        mean, std = self.mean.to(images.device), self.std.to(images.device)
+        return (images - mean.view(1, -1, 1, 1)) / std.view(1, -1, 1, 1)
+
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        if isinstance(batch, dict):
+            return {**batch, "inputs": self._normalise(batch["inputs"].float())}
         images, labels = batch
         images = images.float()
         if self.trainer is not None and self.trainer.training:
@@ -188,8 +269,7 @@ class ImageDataModule(InMemoryDataModule):
                 images = random_crop(images, self.hparams.crop_padding)
             if self.hparams.hflip:
                 images = random_hflip(images)
-        mean, std = self.mean.to(images.device), self.std.to(images.device)
-        return (images - mean.view(1, -1, 1, 1)) / std.view(1, -1, 1, 1), labels
+        return self._normalise(images), labels
 
     def model_kwargs(self) -> dict[str, Any]:
         return {
@@ -199,7 +279,16 @@ class ImageDataModule(InMemoryDataModule):
         }
 
     def state_dict(self) -> dict[str, Any]:
-        return {"mean": self.mean, "std": self.std, "class_names": list(self.class_names or [])}
+        return {
+            "mean": self.mean,
+            "std": self.std,
+            "class_names": list(self.class_names or []),
+            "image_shape": self.image_shape,
+            "pixel_max": self.pixel_max,
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.mean, self.std, self.class_names = state["mean"], state["std"], state["class_names"]
+        # older checkpoints lack the shape: they are evaluated from the training data as before
+        self.image_shape = state.get("image_shape")
+        self.pixel_max = state.get("pixel_max", self.pixel_max)

@@ -18,6 +18,10 @@ from litforge.utils.errors import UserError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 COLOR_MODES = ("L", "RGB", "RGBA")
+MODE_OF_CHANNELS = {1: "L", 3: "RGB", 4: "RGBA"}
+# pixel range of a source's images (scikit-learn's digits are 0..16); files are read as 0..255
+PIXEL_MAX = {"digits": 16.0}
+FILE_PIXEL_MAX = 255.0
 # folder names that mean a split, not a class (as in Hugging Face's imagefolder)
 SPLIT_FOLDERS = {
     "train": "train",
@@ -132,7 +136,7 @@ def read_class_folders(
     if unknown:
         raise UserError(
             f"{key}={path}: class folder {root / unknown[0]} is not a class of the training data {names}. "
-            "Every class needs a folder of the same name in the training folder."
+            "Name class folders as the training classes (a class without a folder is fine here)."
         )
     images, labels = [], []
     for label, name in enumerate(names):
@@ -179,3 +183,24 @@ def load_folders(
             f"data.color_mode (one of {COLOR_MODES}) so they are converted to one shape."
         )
     return ImageData(splits, names, origins)
+
+
+def _scaled(images: Tensor, pixel_max: float) -> Tensor:
+    """0..255 pixels in the training images' range: uint8 kept as is, else scaled floats."""
+    return images if pixel_max == FILE_PIXEL_MAX else images.float() * (pixel_max / FILE_PIXEL_MAX)
+
+
+def read_like_training(file: Path, shape: tuple[int, int, int], pixel_max: float) -> Tensor:
+    """One image as the training images were: `shape`'s channels (C, H, W) and size, their pixel range."""
+    channels, height, width = shape
+    return _scaled(_read_image(file, (height, width), MODE_OF_CHANNELS[channels]), pixel_max)
+
+
+def read_labelled_like_training(
+    path: str, key: str, shape: tuple[int, int, int], pixel_max: float, class_names: list[str]
+) -> TensorSplit:
+    """The images under path/<class>/ (classes of `class_names` only) as the training images were."""
+    channels, height, width = shape
+    split, _ = read_class_folders(path, key, (height, width), MODE_OF_CHANNELS[channels], class_names)
+    images, labels = split.tensors
+    return TensorSplit(_scaled(images, pixel_max), labels)

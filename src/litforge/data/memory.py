@@ -6,8 +6,9 @@ from typing import Any
 import lightning.pytorch as L
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset
 
+from litforge.data.loaders import EpochShuffle, own_generator, resumable_loader
 from litforge.utils.errors import UserError
 
 
@@ -30,22 +31,22 @@ class TensorSplit(Dataset):
         return tuple(t[index] for t in self.tensors)
 
 
-class EpochShuffle(Sampler[int]):
-    """A shuffle that depends on (seed, epoch) only: Lightning calls `set_epoch`, so a run
-    resumed at epoch k sees the same order as one that never stopped."""
+class PredictInputs(Dataset):
+    """Inputs to predict and their ids; a batch is `{"id": [...], "inputs": read(indices)}`, so
+    `read` may load its part from files only when the loader asks for it."""
 
-    def __init__(self, size: int, seed: int) -> None:
-        self.size, self.seed, self.epoch = size, seed, 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __iter__(self):
-        generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
-        return iter(torch.randperm(self.size, generator=generator).tolist())
+    def __init__(self, ids: Sequence[str], read: Callable[[list[int]], Tensor]) -> None:
+        self.ids, self.read = list(ids), read
 
     def __len__(self) -> int:
-        return self.size
+        return len(self.ids)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        return self.__getitems__([index])
+
+    def __getitems__(self, indices: Sequence[int]) -> dict[str, Any]:
+        indices = [int(i) for i in indices]
+        return {"id": [self.ids[i] for i in indices], "inputs": self.read(indices)}
 
 
 def as_batch(batch: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
@@ -73,29 +74,33 @@ class InMemoryDataModule(L.LightningDataModule):
         self.pin_memory = pin_memory
         self.seed = seed
         self.splits: dict[str, TensorSplit] = {}
+        # filled by setup("predict") from the data module's `predict_path`
+        self.predict_inputs: PredictInputs | None = None
 
-    def _loader(self, split: str, shuffle: bool) -> DataLoader:
-        return DataLoader(
-            self.splits[split],
-            batch_size=self.batch_size,
-            sampler=EpochShuffle(len(self.splits[split]), self.seed) if shuffle else None,
-            collate_fn=as_batch,
-            num_workers=self.num_workers,
-            pin_memory=self.pin_memory,
-            persistent_workers=self.num_workers > 0,
-        )
+    def _options(self) -> dict[str, Any]:
+        return {
+            "collate_fn": as_batch,
+            "num_workers": self.num_workers,
+            "pin_memory": self.pin_memory,
+            "persistent_workers": self.num_workers > 0,
+            "generator": own_generator(self.seed),
+        }
+
+    def _loader(self, split: str) -> DataLoader:
+        return DataLoader(self.splits[split], batch_size=self.batch_size, **self._options())
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=True)
+        sampler = EpochShuffle(len(self.splits["train"]), self.seed)
+        return resumable_loader(self.splits["train"], self.batch_size, sampler, self.trainer, **self._options())
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader("val", shuffle=False)
+        return self._loader("val")
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader("test", shuffle=False)
+        return self._loader("test")
 
     def predict_dataloader(self) -> DataLoader:
-        return self._loader("test", shuffle=False)
+        return DataLoader(self.predict_inputs, batch_size=self.batch_size, **self._options())
 
     def model_kwargs(self) -> dict[str, Any]:
         """What the task module needs from the data (shapes, class names, scaling)."""

@@ -7,15 +7,18 @@ from typing import Any
 
 import lightning.pytorch as L
 from torch.utils.data import DataLoader
-from transformers import DataCollatorForLanguageModeling, DataCollatorForTokenClassification
+from transformers import DataCollatorForLanguageModeling, DataCollatorForTokenClassification, DataCollatorWithPadding
 
-from litforge.data import mlm_sources
+from litforge.data import mlm_sources, text_predict, text_sources
+from litforge.data.loaders import EpochShuffle, own_generator, resumable_loader
 from litforge.data.memory import carve_missing_splits
 from litforge.data.tokenizer import (
     fingerprint,
     run_tokenizer,
     texts_fingerprint,
+    tokenizer_files,
     tokenizer_fingerprint,
+    tokenizer_from_files,
 )
 from litforge.utils.errors import UserError
 
@@ -23,7 +26,7 @@ log = logging.getLogger(__name__)
 
 SOURCES = ("generated", "hub", "files")
 SPLITS = ("train", "validation", "test")
-STAGE_SPLITS = {"fit": ("train", "validation"), "validate": ("validation",), "test": ("test",), "predict": ("test",)}
+STAGE_SPLITS = {"fit": ("train", "validation"), "validate": ("validation",), "test": ("test",)}
 
 
 def encode(tokenizer: Any, texts: list[str], max_length: int, line_by_line: bool) -> dict[str, list]:
@@ -70,6 +73,11 @@ class MaskedLMDataModule(L.LightningDataModule):
     Tokenised splits are cached under `data_dir`/mlm_cache, keyed by the texts, the tokenizer and
     the blocking settings. Validation and test are masked once with `seed`, so their loss compares
     across epochs and runs; training batches are masked at random each time (dynamic masking).
+
+    `test_path` (`test_file` is its older name) is the test file of any source. With a
+    checkpoint's tokenizer loaded, `setup("test")` reads that file alone and `setup("predict")`
+    the texts with mask tokens that `predict_path` names (see text_predict.read_texts), one
+    example each, cut at `max_length` tokens as in training: neither needs the training data.
     """
 
     def __init__(
@@ -83,6 +91,7 @@ class MaskedLMDataModule(L.LightningDataModule):
         train_file: str | None = None,
         val_file: str | None = None,
         test_file: str | None = None,
+        test_path: str | None = None,
         text_column: str = "text",
         num_examples: int = 4000,
         tokenizer: str | None = None,
@@ -100,6 +109,7 @@ class MaskedLMDataModule(L.LightningDataModule):
         batch_size: int = 32,
         num_workers: int = 0,
         pin_memory: bool = False,
+        predict_path: str | None = None,
     ) -> None:
         super().__init__()
         if source not in SOURCES:
@@ -115,54 +125,113 @@ class MaskedLMDataModule(L.LightningDataModule):
             raise UserError(f"data.batch_size={batch_size}, data.max_length={max_length}: give at least 1 and 4")
         self.save_hyperparameters()
         self.batch_size = batch_size
-        self.tokenizer_dir: str | None = None
         self.tokenizer: Any = None
+        self.tokenizer_files: dict[str, str] | None = None
         self.texts: dict[str, list[str]] = {}
         self.splits: dict[str, Any] = {}
+
+    @property
+    def test_path(self) -> str | None:
+        return self.hparams.test_path or self.hparams.test_file
+
+    def _test_file(self) -> list[str]:
+        return mlm_sources.read_text_file(self.test_path, "data.test_path", self.hparams.text_column)
 
     def _load(self) -> dict[str, list[str]]:
         hp = self.hparams
         if hp.source == "generated":
-            return {"train": mlm_sources.generate_corpus(hp.num_examples, hp.seed)}
-        if hp.source == "files":
+            texts = {"train": mlm_sources.generate_corpus(hp.num_examples, hp.seed)}
+        elif hp.source == "files":
             if not hp.train_file:
                 raise UserError("data.train_file is not set: give a .txt (one text a line), csv, jsonl or parquet file")
-            files = {"train": hp.train_file, "validation": hp.val_file, "test": hp.test_file}
-            keys = {"train": "data.train_file", "validation": "data.val_file", "test": "data.test_file"}
-            return {r: mlm_sources.read_text_file(f, keys[r], hp.text_column) for r, f in files.items() if f}
-        if not hp.name:
+            files = {"train": hp.train_file, "validation": hp.val_file}
+            keys = {"train": "data.train_file", "validation": "data.val_file"}
+            texts = {r: mlm_sources.read_text_file(f, keys[r], hp.text_column) for r, f in files.items() if f}
+        elif not hp.name:
             raise UserError("data.source=hub needs data.name, a hub id such as wikitext")
-        splits = {"train": hp.train_split, "validation": hp.val_split, "test": hp.test_split}
-        return mlm_sources.read_hub(hp.name, hp.config_name, hp.data_dir, splits, hp.text_column)
+        else:
+            splits = {
+                "train": hp.train_split,
+                "validation": hp.val_split,
+                "test": None if self.test_path else hp.test_split,
+            }
+            texts = mlm_sources.read_hub(hp.name, hp.config_name, hp.data_dir, splits, hp.text_column)
+        if self.test_path:
+            texts["test"] = self._test_file()
+        return texts
 
     def prepare_data(self) -> None:
-        if self.hparams.source == "hub":
+        # a checkpoint predicting or scoring a file of its own needs no download
+        own_files = self.tokenizer is not None and (self.hparams.predict_path or self.test_path)
+        if self.hparams.source == "hub" and not own_files:
             self._load()
 
-    def _read(self) -> dict[str, list[str]]:
-        """Every split's texts; validation and test cut from training (seeded) where missing."""
+    def _read(self, roles: tuple[str, ...]) -> dict[str, list[str]]:
+        """The splits' texts: a restored module with a test file reads only that for testing, else
+        every split is read, validation and test cut from training (seeded) where missing."""
         hp = self.hparams
-        texts = self._load()
+        restored_test = roles == ("test",) and self.tokenizer is not None
+        if restored_test and self.test_path:
+            texts = {"test": self._test_file()}
+        else:
+            if restored_test:
+                text_sources.check_training_file(hp.source, hp.train_file, "text file")
+            texts = self._load()
         for role, values in texts.items():
             if not values:
                 raise UserError(f"the {role} split holds no text (data.source={hp.source}): give a non-empty one")
-        carve_missing_splits(texts, hp.val_fraction, hp.test_fraction, hp.seed)
+        if "train" in texts:
+            carve_missing_splits(texts, hp.val_fraction, hp.test_fraction, hp.seed)
         return texts
 
-    def _tokenizer(self, train: list[str]) -> Any:
-        tokenizer, self.tokenizer_dir = run_tokenizer(self.tokenizer_dir, self.hparams, lambda: train, "mlm_cache")
+    def _set_tokenizer(self, tokenizer: Any, files: dict[str, str] | None = None) -> None:
         if tokenizer.mask_token is None:
             raise UserError(f"data.tokenizer={self.hparams.tokenizer} has no mask token, so it cannot do masked LM")
-        return tokenizer
+        self.tokenizer = tokenizer
+        self.tokenizer_files = files or tokenizer_files(tokenizer)
 
     def setup(self, stage: str | None = None) -> None:
+        if stage == "predict":
+            self._setup_predict()
+            return
+        roles = STAGE_SPLITS.get(stage or "", SPLITS)
+        if any(role not in self.texts for role in roles):
+            self.texts = self._read(roles)
         if self.tokenizer is None:
-            self.texts = self._read()
-            self.tokenizer = self._tokenizer(self.texts["train"])
-        for role in STAGE_SPLITS.get(stage or "", SPLITS):
+            train = self.texts["train"]
+            self._set_tokenizer(run_tokenizer(self.hparams, lambda: train, "mlm_cache"))
+        for role in roles:
             if role not in self.splits:
                 tokens = self._tokenize(role)
                 self.splits[role] = tokens if role == "train" else self._mask_once(tokens)
+                if role == "test" and self.test_path:
+                    log.info("test split: %d texts from %s", len(self.texts["test"]), self.test_path)
+
+    def _setup_predict(self) -> None:
+        """The texts `predict_path` names, each needing a mask token that survives truncation."""
+        if "predict" in self.splits:
+            return
+        hp = self.hparams
+        if self.tokenizer is None:
+            raise UserError(
+                "predicting needs the tokenizer of a trained model: load a checkpoint's data state first "
+                "(python -m litforge.predict ckpt_path=<file.ckpt> input=<texts> does)."
+            )
+        ids, columns = text_predict.read_texts(hp.predict_path, hp.text_column)
+        texts, mask = columns["text"], self.tokenizer.mask_token
+        encoded = self.tokenizer(texts, truncation=True, max_length=hp.max_length)
+        names = [k for k in self.tokenizer.model_input_names if k in encoded]
+        examples = []
+        for row, (id_, text) in enumerate(zip(ids, texts, strict=True)):
+            if self.tokenizer.mask_token_id not in encoded["input_ids"][row]:
+                limit = f"its {mask} only after the first {hp.max_length} tokens (data.max_length of training)"
+                raise UserError(
+                    f"{hp.predict_path} (id {id_}): {text[:80]!r} has {limit if mask in text else 'no ' + mask}. "
+                    f"Put {mask} where a token should be predicted, within the length the model was trained on."
+                )
+            examples.append({**{k: encoded[k][row] for k in names}, "id": id_, "text": text})
+        log.info("predict: %d texts from %s", len(examples), hp.predict_path)
+        self.splits["predict"] = examples
 
     def _tokenize(self, role: str) -> Any:
         import datasets
@@ -215,22 +284,26 @@ class MaskedLMDataModule(L.LightningDataModule):
         masked["attention_mask"] = [[1] * len(ids) for ids in masked["input_ids"]]
         return datasets.Dataset.from_dict(masked)
 
-    def _loader(self, role: str) -> DataLoader:
+    def _options(self) -> dict[str, Any]:
         hp = self.hparams
-        train = role == "train"
-        return DataLoader(
-            self.splits[role],
-            batch_size=self.batch_size,
-            shuffle=train,
-            # training masks with the global torch generator, which Lightning seeds (workers too)
-            collate_fn=self._collator(None) if train else DataCollatorForTokenClassification(self.tokenizer),
-            num_workers=hp.num_workers,
-            pin_memory=hp.pin_memory,
-            persistent_workers=hp.num_workers > 0,
-        )
+        return {
+            "num_workers": hp.num_workers,
+            "pin_memory": hp.pin_memory,
+            "persistent_workers": hp.num_workers > 0,
+            "generator": own_generator(hp.seed),
+        }
+
+    def _loader(self, role: str) -> DataLoader:
+        collator = DataCollatorForTokenClassification(self.tokenizer)
+        return DataLoader(self.splits[role], batch_size=self.batch_size, collate_fn=collator, **self._options())
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader("train")
+        sampler = EpochShuffle(len(self.splits["train"]), self.hparams.seed)
+        # training masks with the global torch generator, which Lightning seeds (workers too)
+        collator = self._collator(None)
+        return resumable_loader(
+            self.splits["train"], self.batch_size, sampler, self.trainer, collate_fn=collator, **self._options()
+        )
 
     def val_dataloader(self) -> DataLoader:
         return self._loader("validation")
@@ -239,13 +312,22 @@ class MaskedLMDataModule(L.LightningDataModule):
         return self._loader("test")
 
     def predict_dataloader(self) -> DataLoader:
-        return self._loader("test")
+        hp = self.hparams
+        return DataLoader(
+            self.splits["predict"],
+            batch_size=self.batch_size,
+            collate_fn=text_predict.KeepFields(DataCollatorWithPadding(self.tokenizer), ("id", "text")),
+            num_workers=hp.num_workers,
+            pin_memory=hp.pin_memory,
+            persistent_workers=hp.num_workers > 0,
+        )
 
     def model_kwargs(self) -> dict[str, Any]:
-        return {"tokenizer_dir": self.tokenizer_dir}
+        return {"tokenizer_files": self.tokenizer_files}
 
     def state_dict(self) -> dict[str, Any]:
-        return {"tokenizer_dir": self.tokenizer_dir}
+        """The tokenizer's files: what eval and predict need besides the weights."""
+        return {"tokenizer_files": self.tokenizer_files}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.tokenizer_dir = state["tokenizer_dir"]
+        self._set_tokenizer(tokenizer_from_files(state["tokenizer_files"]), state["tokenizer_files"])

@@ -1,20 +1,35 @@
+import logging
 from collections.abc import Sequence
+from functools import partial
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor
 
 from litforge.data import tabular_sources
-from litforge.data.memory import InMemoryDataModule, TensorSplit, split_indices
+from litforge.data.inputs import expand_inputs
+from litforge.data.memory import InMemoryDataModule, PredictInputs, TensorSplit, split_indices
 from litforge.utils.errors import UserError
 
+log = logging.getLogger(__name__)
+
 SOURCES = ("diabetes", "california", "file")
+
+
+def _rows(features: Tensor, indices: list[int]) -> Tensor:
+    return features[indices]
 
 
 class TabularDataModule(InMemoryDataModule):
     """Numeric table columns in memory. Missing features are imputed and features standardised
     per batch on the device, with statistics of the training split only; those statistics and
-    the column names are the module's state, so a checkpoint carries them."""
+    the column names are the module's state, so a checkpoint carries them.
+
+    `test_path` (a table with the target) is the test split, and validation is cut from the rest.
+    With a checkpoint's state loaded, `setup("test")` with `test_path` reads that file alone, and
+    `setup("predict")` the rows of `predict_path` (a file, a folder or a glob of table files).
+    """
 
     def __init__(
         self,
@@ -34,6 +49,9 @@ class TabularDataModule(InMemoryDataModule):
         batch_size: int = 64,
         num_workers: int = 0,
         pin_memory: bool = False,
+        test_path: str | None = None,
+        predict_path: str | None = None,
+        id_column: str | None = None,
     ) -> None:
         super().__init__(batch_size, num_workers, pin_memory, seed)
         if source not in SOURCES:
@@ -61,32 +79,102 @@ class TabularDataModule(InMemoryDataModule):
             return tabular_sources.load_california(hp.data_dir)
         return tabular_sources.load_file(hp.path)
 
+    def _restored(self) -> bool:
+        """Whether a checkpoint's state is loaded, so new rows can be read without the training data."""
+        return bool(self.stats) and self.feature_names is not None
+
     def prepare_data(self) -> None:
-        if self.hparams.source == "california":
+        # a checkpoint predicting or scoring a test file needs no download
+        reads_own_files = self._restored() and (self.hparams.predict_path or self.hparams.test_path)
+        if self.hparams.source == "california" and not reads_own_files:
             self._load()
 
-    def setup(self, stage: str | None = None) -> None:
-        if self.splits:
-            return
+    def _select(self, table: tabular_sources.Table) -> tuple[Tensor, Tensor]:
         hp = self.hparams
         # names restored from a checkpoint win: the model expects those columns in that order
         data = tabular_sources.select(
-            self._load(), self.target_names or hp.target, self.feature_names or hp.features, hp.drop_na, hp.impute
+            table, self.target_names or hp.target, self.feature_names or hp.features, hp.drop_na, hp.impute
         )
         self.feature_names, self.target_names = data.feature_names, data.target_names
-        features, targets = torch.from_numpy(data.features), torch.from_numpy(data.targets)
+        return torch.from_numpy(data.features), torch.from_numpy(data.targets)
+
+    def setup(self, stage: str | None = None) -> None:
+        if stage == "predict":
+            self._setup_predict()
+            return
+        if self.splits:
+            return
+        hp = self.hparams
+        if stage == "test" and self._restored():
+            if hp.test_path:
+                self.splits = {"test": self._test_file()}
+                log.info("test split: %d rows from data.test_path=%s", len(self.splits["test"]), hp.test_path)
+                return
+            self._check_training_file()
+        features, targets = self._select(self._load())
         split_seed = hp.seed if hp.split_seed is None else hp.split_seed
-        parts = split_indices(len(targets), [0, hp.val_fraction, hp.test_fraction], split_seed)
+        # a test file is the test split: only validation is cut from the rest
+        fractions = [0, hp.val_fraction] + ([] if hp.test_path else [hp.test_fraction])
+        parts = split_indices(len(targets), fractions, split_seed)
         if min(len(p) for p in parts) < 2:
             raise UserError(
                 f"{len(targets)} usable rows are too few for data.val_fraction={hp.val_fraction} and "
                 f"data.test_fraction={hp.test_fraction}: every split needs at least 2 rows"
             )
-        self.splits = {
-            name: TensorSplit(features[p], targets[p]) for name, p in zip(("train", "val", "test"), parts, strict=True)
-        }
+        names = ("train", "val", "test")[: len(parts)]
+        self.splits = {name: TensorSplit(features[p], targets[p]) for name, p in zip(names, parts, strict=True)}
+        if hp.test_path:
+            self.splits["test"] = self._test_file()
+        log.info(
+            "rows per split (train/val/test): %s", "/".join(str(len(self.splits[n])) for n in ("train", "val", "test"))
+        )
         if not self.stats:
             self.stats = self._statistics(features[parts[0]], targets[parts[0]])
+
+    def _test_file(self) -> TensorSplit:
+        return TensorSplit(*self._select(tabular_sources.load_file(self.hparams.test_path, "data.test_path")))
+
+    def _check_training_file(self) -> None:
+        """Eval without data.test_path cuts the test split from the training file: say so if it is gone."""
+        path = self.hparams.path
+        if self.hparams.source == "file" and path and not Path(path).expanduser().is_file():
+            raise UserError(
+                f"data.path={path}: the training file of this checkpoint is gone, and the test split is cut "
+                "from it (data.test_fraction). Score other labelled rows with data.test_path=<file with the "
+                "target column>, or give the file's new place with data.path=<file>."
+            )
+
+    def _setup_predict(self) -> None:
+        if self.predict_inputs is not None:
+            return
+        hp = self.hparams
+        if not self._restored():
+            raise UserError(
+                "predicting rows needs the data state of a checkpoint (columns, scaling): "
+                "use python -m litforge.predict ckpt_path=<file.ckpt> input=<table file>"
+            )
+        files = expand_inputs(hp.predict_path, tabular_sources.FILE_SUFFIXES, "table file (CSV/TSV/parquet)")
+        ids, parts = [], []
+        for file in files:
+            table = tabular_sources.load_file(str(file), "input")
+            features, rows = tabular_sources.select_features(table, self.feature_names, hp.drop_na, hp.impute)
+            names = self._row_ids(table, rows)
+            ids += [f"{file}:{name}" for name in names] if len(files) > 1 else names
+            parts.append(torch.from_numpy(features))
+        self.predict_inputs = PredictInputs(ids, partial(_rows, torch.cat(parts)))
+        log.info("%d rows to predict from %d file(s)", len(ids), len(files))
+
+    def _row_ids(self, table: tabular_sources.Table, rows: Any) -> list[str]:
+        """Each kept row's data.id_column value, or its data row number (0: the first under the header)."""
+        column = self.hparams.id_column
+        if column is None:
+            return [str(row) for row in rows]
+        if column not in table.frame.columns:
+            raise UserError(
+                f"data.id_column={column}: no such column in {table.origin}; its columns are "
+                f"{[str(c) for c in table.frame.columns]}."
+            )
+        return table.frame.loc[rows, column].astype(str).tolist()
 
     def _statistics(self, features: Tensor, targets: Tensor) -> dict[str, Tensor]:
         hp = self.hparams
@@ -105,11 +193,16 @@ class TabularDataModule(InMemoryDataModule):
                 stats[f"{key}_mean"], stats[f"{key}_std"] = torch.zeros(values.shape[1]), torch.ones(values.shape[1])
         return stats
 
-    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
-        features, targets = batch
+    def _standardise(self, features: Tensor) -> Tensor:
         stats = {k: v.to(features.device) for k, v in self.stats.items()}
         features = torch.where(features.isnan(), stats["fill"], features)
-        return (features - stats["feature_mean"]) / stats["feature_std"], targets
+        return (features - stats["feature_mean"]) / stats["feature_std"]
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        if isinstance(batch, dict):
+            return {**batch, "inputs": self._standardise(batch["inputs"])}
+        features, targets = batch
+        return self._standardise(features), targets
 
     def model_kwargs(self) -> dict[str, Any]:
         return {

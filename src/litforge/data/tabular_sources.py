@@ -59,21 +59,22 @@ def load_california(data_dir: str) -> Table:
     return Table(bunch.frame, "the California housing data set")
 
 
-def load_file(path: str | None) -> Table:
-    """A CSV/TSV or parquet file; blank CSV lines are skipped, keeping every row's line number."""
-    file = require_file(path, "data file", "data.path")
+def load_file(path: str | None, key: str = "data.path") -> Table:
+    """A CSV/TSV or parquet file; blank CSV lines are skipped, keeping every row's line number.
+    `key` is the config key that named the file, for the messages."""
+    file = require_file(path, "data file", key)
     suffix = file.suffix.lower()
     if suffix not in FILE_SUFFIXES:
-        raise UserError(f"data.path={path}: unknown file type {suffix!r}. Give a file ending in {FILE_SUFFIXES}.")
+        raise UserError(f"{key}={path}: unknown file type {suffix!r}. Give a file ending in {FILE_SUFFIXES}.")
     try:
         if suffix in (".parquet", ".pq"):
-            return Table(pd.read_parquet(file).reset_index(drop=True), f"data.path={path}")
+            return Table(pd.read_parquet(file).reset_index(drop=True), f"{key}={path}")
         frame = pd.read_csv(file, sep="\t" if suffix == ".tsv" else ",", skip_blank_lines=False)
     except pd.errors.EmptyDataError as err:
-        raise UserError(f"data.path={path}: the file is empty. Give a header line and at least one data row.") from err
+        raise UserError(f"{key}={path}: the file is empty. Give a header line and at least one data row.") from err
     except (ValueError, OSError) as err:
-        raise UserError(f"data.path={path}: not a readable {suffix[1:]} file ({err}).") from err
-    return Table(frame.dropna(how="all"), f"data.path={path}", first_line=2)
+        raise UserError(f"{key}={path}: not a readable {suffix[1:]} file ({err}).") from err
+    return Table(frame.dropna(how="all"), f"{key}={path}", first_line=2)
 
 
 def _column_names(names: str | Sequence[str] | None, key: str) -> list[str] | None:
@@ -185,3 +186,23 @@ def select(
         feature_names=chosen,
         target_names=targets,
     )
+
+
+def select_features(
+    table: Table, features: list[str], drop_na: bool = False, impute: str | None = None
+) -> tuple[np.ndarray, pd.Index]:
+    """The trained-on feature columns of new rows (others, the target too, are ignored), missing
+    values handled as in training, and the index labels (data rows) of the rows kept."""
+    if table.frame.empty:
+        raise UserError(f"{table.origin} has no data rows: give a table with a header and at least one row.")
+    columns = [str(c) for c in table.frame.columns]
+    missing = [name for name in features if name not in columns]
+    if missing:
+        raise UserError(
+            f"{table.origin} lacks the feature column(s) {missing} the model was trained on; it needs "
+            f"{features} (other columns are ignored), and its columns are {columns}."
+        )
+    numbers = _handle_missing(table, _as_numbers(table, features), 0, drop_na, impute)
+    if numbers.empty:
+        raise UserError(f"{table.origin}: no rows are left after data.drop_na=true dropped the incomplete ones")
+    return numbers.to_numpy("float32", copy=True), numbers.index

@@ -96,3 +96,13 @@ def load_files(train_file: str | None, val_file: str | None, test_file: str | No
         "test": (test_file, "data.test_file"),
     }
     return {role: read_file(path, key) for role, (path, key) in files.items() if path}
+
+
+def check_training_file(source: str, train_file: str | None, what: str) -> None:
+    """Testing a checkpoint without data.test_path cuts its test split from the training file
+    again: a training file that is gone is named, with data.test_path (a `what`) as the way out."""
+    if source == "files" and train_file and not Path(train_file).expanduser().is_file():
+        raise UserError(
+            f"data.train_file={train_file} is gone: without data.test_path, testing cuts the test split from "
+            f"the training file again. Give data.test_path=<{what}> to score a file of your own."
+        )

@@ -3,8 +3,6 @@ Shared by the token data module (training) and the token classifier (prediction 
 
 from typing import Any
 
-from litforge.data.conll import Sentence
-
 IGNORE = -100
 
 
@@ -33,20 +31,6 @@ def subtoken_counts(tokenizer: Any, sentences: list[list[str]]) -> list[list[int
             per_word[word] += 1
         counts.append(per_word)
     return counts
-
-
-def split_long(sentences: list[Sentence], tokenizer: Any, max_length: int) -> list[Sentence]:
-    """Sentences cut into windows that fit `max_length` with the special tokens; a window that
-    starts inside an entity starts it with B-, so its tags stay valid IOB2."""
-    budget = max_length - tokenizer.num_special_tokens_to_add(pair=False)
-    out = []
-    for sentence, counts in zip(sentences, subtoken_counts(tokenizer, [s.words for s in sentences]), strict=True):
-        for start, end in word_windows(counts, budget):
-            tags = list(sentence.tags[start:end])
-            if tags[0].startswith("I-"):
-                tags[0] = "B-" + tags[0][2:]
-            out.append(Sentence(sentence.words[start:end], tags, sentence.where))
-    return out
 
 
 def align_labels(

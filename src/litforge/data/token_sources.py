@@ -1,14 +1,25 @@
 """Where tagged sentences come from: the generated corpus, a hub data set, the user's files.
-Each loader returns sentences by split role ("train", and "validation"/"test" where it has them)."""
+Each loader returns sentences by split role ("train", and "validation"/"test" where it has them).
+Also the sentences to predict: CoNLL or jsonl tokens, or raw text split into words."""
 
-from typing import Any
+import json
+import re
+from pathlib import Path
+from typing import Any, NamedTuple
 
-from litforge.data.conll import Sentence, read_tagged_file
+from litforge.data.conll import Sentence, read_conll, read_tagged_file
 from litforge.data.hub import load_hub_dataset
+from litforge.data.inputs import expand_inputs
 from litforge.data.ner_corpus import generate_sentences
 from litforge.utils.errors import UserError
 
 ROLE_KEYS = {"train": "train", "validation": "val", "test": "test"}
+# words of raw text: runs of letters/digits (with inner hyphens or apostrophes) or one punctuation mark
+WORD = re.compile(r"\w+(?:[-']\w+)*|[^\w\s]")
+# the last column of a CoNLL line: O or a tag of IOB/BIOES
+TAG = re.compile(r"O|[BIES]-\S+")
+INPUT_SUFFIXES = {".conll", ".iob", ".iob2", ".bio", ".bioes", ".tsv", ".txt", ".jsonl"}
+KEY = "input"
 
 
 def load_generated(num_sentences: int, seed: int) -> dict[str, list[Sentence]]:
@@ -67,3 +78,86 @@ def load_hub(
             if w
         ]
     return raw
+
+
+class TokenInput(NamedTuple):
+    """One input to tag: its words, and for raw text the text and each word's (start, end) in it."""
+
+    id: str
+    words: list[str]
+    text: str | None = None
+    spans: list[tuple[int, int]] | None = None
+
+
+def text_input(id_: str, text: str) -> TokenInput:
+    matches = list(WORD.finditer(text))
+    return TokenInput(id_, [m.group() for m in matches], text, [m.span() for m in matches])
+
+
+def _is_conll(lines: list[str]) -> bool:
+    """Whether a .txt file holds CoNLL columns (a -DOCSTART- line first, or a tag such as O or B-PER
+    ending every non-blank line of two or more columns) rather than one text a line."""
+    rows = [line.split() for line in lines if line.strip()]
+    if rows and rows[0][0] == "-DOCSTART-":
+        return True
+    return bool(rows) and all(len(row) >= 2 and TAG.fullmatch(row[-1]) for row in rows)
+
+
+def _lines(file: Path) -> list[str]:
+    try:
+        return file.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as err:
+        raise UserError(f"{KEY}={file}: not a readable UTF-8 text file ({err}).") from err
+
+
+def _jsonl_inputs(file: Path) -> list[TokenInput]:
+    inputs = []
+    for number, line in enumerate(_lines(file), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise UserError(f"{file} line {number}: not a json object ({err}).") from err
+        tokens = record.get("tokens") if isinstance(record, dict) else None
+        text = record.get("text") if isinstance(record, dict) else None
+        if isinstance(tokens, list) and tokens and all(isinstance(t, str) and t for t in tokens):
+            inputs.append(TokenInput(str(number), tokens))
+        elif isinstance(text, str) and text.strip():
+            inputs.append(text_input(str(number), text))
+        else:
+            raise UserError(
+                f"{file} line {number}: give a non-empty 'tokens' list of words or a non-empty 'text', "
+                f'e.g. {{"tokens": ["Angela", "Merkel", "visited", "Paris"]}}.'
+            )
+    return inputs
+
+
+def _file_inputs(file: Path, token_column: int) -> list[TokenInput]:
+    """The inputs of one file, by line number: jsonl objects, the lines of a plain .txt, else CoNLL sentences."""
+    if file.suffix.lower() == ".jsonl":
+        return _jsonl_inputs(file)
+    if file.suffix.lower() == ".txt":
+        lines = _lines(file)
+        if not _is_conll(lines):
+            return [text_input(str(n), line) for n, line in enumerate(lines, start=1) if line.strip()]
+    # the tags, if any, are not needed: the token column is read as the tag column too
+    sentences = read_conll(file, token_column, token_column)
+    # read_conll names each sentence "<file> line <first line>"
+    return [TokenInput(sentence.where.rpartition(" line ")[2], sentence.words) for sentence in sentences]
+
+
+def read_inputs(spec: str, token_column: int) -> list[TokenInput]:
+    """The inputs `spec` names (a file, a folder, a glob): CoNLL files (the training's token column;
+    tags ignored), .jsonl with a `tokens` list (tagged as given) or a `text` per line, and .txt files
+    of one text a line (split into words by WORD; a .txt in CoNLL columns is read as CoNLL). An id
+    is the line number (a CoNLL sentence: its first line), prefixed with the file where there are
+    several files."""
+    files = expand_inputs(spec, INPUT_SUFFIXES, "CoNLL, jsonl or text file")
+    inputs = []
+    for file in files:
+        found = _file_inputs(file, token_column)
+        inputs += [item._replace(id=f"{file}:{item.id}") for item in found] if len(files) > 1 else found
+    if not inputs:
+        raise UserError(f"{KEY}={spec} holds no sentence or text to tag.")
+    return inputs

@@ -1,11 +1,13 @@
 """Fast tokenizers for the text tasks: a pretrained one by hub id or folder, or a WordPiece
-tokenizer trained on the training text; and tokenisation cached on disk by fingerprint."""
+tokenizer trained on the training text; a tokenizer as the text of its files, which checkpoints
+carry; and tokenisation cached on disk by fingerprint."""
 
 import hashlib
 import json
 import logging
 import shutil
 import tempfile
+import uuid
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -110,9 +112,11 @@ def trained_tokenizer(
 def save_tokenizer(tokenizer: PreTrainedTokenizerBase, target: Path) -> None:
     """save_pretrained into a temporary folder renamed at the end, so no reader sees half a
     tokenizer. Where the same tokenizer is there already (another DDP rank wrote it) it is
-    kept; another tokenizer is never overwritten, since earlier checkpoints load it."""
+    kept; another tokenizer (another run's) is never overwritten."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}-"))
+    # mkdir, not tempfile.mkdtemp: the folder gets the user's usual permissions (umask), not 0700
+    tmp = target.parent / f".{target.name}-{uuid.uuid4().hex[:12]}"
+    tmp.mkdir()
     tokenizer.save_pretrained(str(tmp))
     try:
         tmp.rename(target)
@@ -122,9 +126,32 @@ def save_tokenizer(tokenizer: PreTrainedTokenizerBase, target: Path) -> None:
     existing = load_tokenizer(str(target), "tokenizer folder")
     if tokenizer_fingerprint(existing) != tokenizer_fingerprint(tokenizer):
         raise UserError(
-            f"{target} already holds another tokenizer, which checkpoints of an earlier run may load: "
+            f"{target} already holds another tokenizer (another run's), which this run does not overwrite: "
             "give data.tokenizer_dir a new folder (by default it is the run directory's tokenizer/)."
         )
+
+
+def tokenizer_files(tokenizer: PreTrainedTokenizerBase) -> dict[str, str]:
+    """The tokenizer as its save_pretrained files' text (tokenizer.json and its config), which a
+    checkpoint carries as plain strings: eval and prediction rebuild exactly this tokenizer from
+    the checkpoint alone, wherever it was copied to."""
+    with tempfile.TemporaryDirectory() as tmp:
+        # legacy_format=False: only the fast tokenizer's JSON files, no slow vocab/sentencepiece files
+        tokenizer.save_pretrained(tmp, legacy_format=False)
+        return {path.name: path.read_text(encoding="utf-8") for path in sorted(Path(tmp).iterdir())}
+
+
+def tokenizer_from_files(files: dict[str, str]) -> PreTrainedTokenizerFast:
+    """The tokenizer `tokenizer_files` stored."""
+    if "tokenizer.json" not in files:
+        raise UserError(
+            f"the checkpoint's tokenizer has no tokenizer.json (files: {sorted(files)}), so it cannot be "
+            "rebuilt: train the model again with this version of litforge."
+        )
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, text in files.items():
+            (Path(tmp) / Path(name).name).write_text(text, encoding="utf-8")
+        return load_tokenizer(tmp, "the checkpoint's tokenizer")
 
 
 def tokenize(
@@ -153,21 +180,12 @@ def tokenize(
     return tokenized, False
 
 
-def run_tokenizer(
-    checkpoint_dir: str | None, hp: Any, train_texts: Callable[[], list[str]], cache: str
-) -> tuple[PreTrainedTokenizerFast, str]:
-    """The tokenizer of a run and the folder it lives in: a checkpoint's own (`checkpoint_dir`),
-    else a named one (`data.tokenizer`), else one trained on the training texts; a new one is
-    saved to `hp.tokenizer_dir` so that eval and prediction reload exactly it. `hp`: the data
-    module's hyperparameters (tokenizer, tokenizer_dir, vocab_size, lowercase, max_length, data_dir)."""
+def run_tokenizer(hp: Any, train_texts: Callable[[], list[str]], cache: str) -> PreTrainedTokenizerFast:
+    """The tokenizer of a run: a named one (`data.tokenizer`), else one trained on the training
+    texts, saved to `hp.tokenizer_dir` for the user (checkpoints carry their own copy, see
+    `tokenizer_files`). `hp`: the data module's hyperparameters (tokenizer, tokenizer_dir,
+    vocab_size, lowercase, max_length, data_dir)."""
     name, max_length = hp.tokenizer, hp.max_length
-    if checkpoint_dir is not None:
-        if not Path(checkpoint_dir).is_dir():
-            raise UserError(
-                f"the checkpoint's tokenizer folder {checkpoint_dir} (written by its training run) "
-                "is gone. Keep the training run directory next to its checkpoints."
-            )
-        return load_tokenizer(checkpoint_dir, "tokenizer_dir"), checkpoint_dir
     if name:
         tokenizer = load_tokenizer(name, "data.tokenizer")
         if max_length > tokenizer.model_max_length:
@@ -177,6 +195,5 @@ def run_tokenizer(
             )
     else:
         tokenizer = trained_tokenizer(train_texts(), hp.vocab_size, hp.lowercase, max_length, Path(hp.data_dir) / cache)
-    target = Path(hp.tokenizer_dir).expanduser().resolve()
-    save_tokenizer(tokenizer, target)
-    return tokenizer, str(target)
+    save_tokenizer(tokenizer, Path(hp.tokenizer_dir).expanduser().resolve())
+    return tokenizer

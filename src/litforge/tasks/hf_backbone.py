@@ -94,7 +94,7 @@ def build_backbone(
     fresh = "vocab_size" not in config
     if fresh:
         if tokenizer is None:
-            raise UserError("model.backbone.config builds an untrained model, which needs the data's tokenizer_dir")
+            raise UserError("model.backbone.config builds an untrained model, which needs the data's tokenizer")
         config.update(vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id)
     try:
         model_config = AutoConfig.for_model(**{**config, **head})

@@ -13,8 +13,30 @@ from litforge.tasks.metrics import EpochPredictions, classification_metrics
 from litforge.utils.plots import confusion_matrix_figure
 
 
+def class_records(
+    ids: Sequence[str], probabilities: Tensor, class_names: Sequence[str], top_k: int | None = None
+) -> list[dict[str, Any]]:
+    """Per input: its id, the most probable class, its probability, and `prob/<class>` for every
+    class (in class order) or, with `top_k`, for the k most probable (most probable first)."""
+    k = len(class_names) if top_k is None else min(top_k, len(class_names))
+    probabilities = probabilities.float()
+    values, indices = probabilities.topk(k, dim=-1)
+    records = []
+    for id_, p, top_values, top_indices in zip(
+        ids, probabilities.tolist(), values.tolist(), indices.tolist(), strict=True
+    ):
+        shown = range(len(class_names)) if top_k is None else top_indices
+        record = {"id": id_, "prediction": class_names[top_indices[0]], "probability": top_values[0]}
+        records.append(record | {f"prob/{class_names[i]}": p[i] for i in shown})
+    return records
+
+
 class ImageClassificationModule(TaskModule):
     """A plain nn.Module (`net`) trained with cross-entropy on images of `input_shape`."""
+
+    prediction_file = "predictions.csv"
+    # set by litforge.predict: how many classes' probabilities a record lists (None: all)
+    predict_top_k: int | None = None
 
     def __init__(
         self,
@@ -69,9 +91,10 @@ class ImageClassificationModule(TaskModule):
     def on_test_epoch_start(self) -> None:
         self.test_confusion.reset()
 
-    def predict_step(self, batch: Any, batch_idx: int) -> Tensor:
-        x = batch[0] if isinstance(batch, list | tuple) else batch
-        return torch.softmax(self(x), dim=-1)
+    def predict_step(self, batch: dict[str, Any], batch_idx: int) -> list[dict[str, Any]]:
+        """One record per image of a `predict_dataloader` batch (`{"id": [...], "inputs": images}`)."""
+        probabilities = torch.softmax(self(batch["inputs"]), dim=-1)
+        return class_records(batch["id"], probabilities, self.class_names, self.predict_top_k)
 
     def figures(self) -> dict[str, Figure]:
         matrix = self.test_confusion.compute().cpu().numpy()

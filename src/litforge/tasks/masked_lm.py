@@ -1,8 +1,6 @@
 """Masked language modelling: pre-training from scratch or continued (domain-adaptive)
 pre-training of a Hugging Face encoder, with fill-mask prediction and a Hugging Face export."""
 
-import logging
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -10,12 +8,7 @@ from torch import Tensor
 from torchmetrics import Metric
 from transformers import AutoModelForMaskedLM
 
-from litforge.data.tokenizer import load_tokenizer
-from litforge.tasks.base import TaskModule
-from litforge.tasks.hf_backbone import build_backbone, checkpoint_backbone, input_names
-from litforge.utils.errors import UserError
-
-log = logging.getLogger(__name__)
+from litforge.tasks.hf_task import HFTaskModule
 
 
 class MaskedTokenMetrics(Metric):
@@ -42,11 +35,13 @@ class MaskedTokenMetrics(Metric):
         return {"loss": loss.float(), "perplexity": loss.exp().float(), "acc": (self.correct / self.count).float()}
 
 
-class MaskedLanguageModelingModule(TaskModule):
+class MaskedLanguageModelingModule(HFTaskModule):
     """A Hugging Face encoder with its masked-LM head. `backbone` is {pretrained_model_name_or_path,
-    config} (see hf_backbone.build_backbone); `tokenizer_dir` comes from the data module.
-    `export_dir`, if set, receives the best weights and the tokenizer in Hugging Face format at
-    the end of fitting, a folder that text classification takes as its backbone."""
+    config} (see hf_backbone.build_backbone); `tokenizer_files` comes from the data module.
+    `export_dir` (see HFTaskModule) is a folder that text classification takes as its backbone."""
+
+    # fill-mask candidates per mask where predict.top_k is not given
+    default_top_k = 5
 
     def __init__(
         self,
@@ -56,18 +51,13 @@ class MaskedLanguageModelingModule(TaskModule):
         monitor: str = "val/loss",
         mode: str = "min",
         export_dir: str | None = None,
-        tokenizer_dir: str | None = None,
+        tokenizer_files: dict[str, str] | None = None,
     ) -> None:
         super().__init__()
-        self.save_hyperparameters()
-        self.tokenizer = load_tokenizer(tokenizer_dir, "tokenizer_dir") if tokenizer_dir else None
-        self.model = build_backbone(AutoModelForMaskedLM, backbone, self.tokenizer)
-        self.inputs = input_names(self.model)
+        self.save_hyperparameters(ignore=["tokenizer_files"])
+        self.build(AutoModelForMaskedLM, backbone, tokenizer_files)
         self.val_metrics = MaskedTokenMetrics()
         self.test_metrics = MaskedTokenMetrics()
-
-    def forward(self, batch: dict[str, Tensor]) -> Tensor:
-        return self.model(**{k: v for k, v in batch.items() if k in self.inputs and k != "labels"}).logits
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         logits = self(batch)
@@ -93,61 +83,27 @@ class MaskedLanguageModelingModule(TaskModule):
     def on_test_epoch_end(self) -> None:
         self._log_split(self.test_metrics, "test")
 
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint["hyper_parameters"]["backbone"] = checkpoint_backbone(self.model)
-
-    def on_fit_end(self) -> None:
-        if self.hparams.export_dir and self.trainer.is_global_zero:
-            self.export(self.hparams.export_dir)
-
-    def export(self, target: str) -> None:
-        """The backbone (best checkpoint's weights where one was kept) and tokenizer via save_pretrained."""
-        callback = self.trainer.checkpoint_callback if self._trainer is not None else None
-        best = getattr(callback, "best_model_path", "") if callback is not None else ""
-        state = None
-        if best:
-            saved = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]
-            state = {k.removeprefix("model."): v for k, v in saved.items() if k.startswith("model.")}
-        self.model.save_pretrained(target, state_dict=state)
-        if self.tokenizer is not None:
-            self.tokenizer.save_pretrained(target)
-        log.info("Hugging Face model%s exported to %s", f" of {Path(best).name}" if best else "", target)
-
-    @torch.inference_mode()
-    def predict_texts(self, texts: list[str], top_k: int = 5) -> list[dict[str, Any]]:
-        """For each mask token of each text, the `top_k` most likely tokens with their probabilities,
-        and the text filled with the most likely ones."""
-        if self.tokenizer is None:
-            raise UserError("this checkpoint carries no tokenizer_dir, so it cannot tokenise new texts")
-        if top_k < 1:
-            raise UserError(f"predict.top_k={top_k}: give at least 1")
-        mask = self.tokenizer.mask_token
-        for text in texts:
-            if mask not in text:
-                raise UserError(f"predict: {text!r} has no {mask}; put {mask} where a token should be predicted")
-        max_length = min(self.tokenizer.model_max_length, getattr(self.model.config, "max_position_embeddings", 512))
-        self.eval()
-        batch = self.tokenizer(texts, truncation=True, max_length=max_length, padding=True, return_tensors="pt")
-        probs = self(batch.to(self.device)).softmax(-1).cpu()
-        records = []
-        for row, text in enumerate(texts):
-            ids = batch["input_ids"][row].cpu()
-            positions = (ids == self.tokenizer.mask_token_id).nonzero().flatten().tolist()
-            if not positions:
-                raise UserError(f"predict: the {mask} of {text!r} was cut off at {max_length} tokens")
-            filled, masks = ids.clone(), []
-            for position in positions:
-                values, indices = probs[row, position].topk(min(top_k, probs.shape[-1]))
-                tokens = self.tokenizer.convert_ids_to_tokens(indices.tolist())
-                masks.append(
-                    {
-                        "token": tokens[0],
-                        "top_k": {t: round(v, 6) for t, v in zip(tokens, values.tolist(), strict=True)},
-                    }
-                )
-                filled[position] = indices[0]
-            sequence = self.tokenizer.decode(
-                filled[batch["attention_mask"][row].bool().cpu()], skip_special_tokens=True
-            )
-            records.append({"text": text, "filled": sequence, "masks": masks})
-        return records
+    def predict_step(self, batch: dict[str, Any], batch_idx: int) -> list[dict[str, Any]]:
+        """One record per text of a predict batch (`id`, `text` beside the token ids): for each mask
+        token, the `predict_top_k` most likely tokens with their probabilities, and the text filled
+        with the most likely ones."""
+        ids = batch["input_ids"]
+        masked = ids == self.tokenizer.mask_token_id
+        # the vocabulary's probabilities at the masks only, not at every position of the batch
+        logits = self(batch)[masked].float()
+        values, indices = logits.softmax(-1).topk(min(self.predict_top_k or self.default_top_k, logits.shape[-1]))
+        filled = ids.masked_scatter(masked, indices[:, 0]).cpu()
+        masks: list[list[list[dict[str, Any]]]] = [[] for _ in range(len(ids))]
+        for (row, _), p, i in zip(masked.nonzero().tolist(), values.tolist(), indices.tolist(), strict=True):
+            tokens = self.tokenizer.convert_ids_to_tokens(i)
+            masks[row].append([{"token": t, "score": round(v, 6)} for t, v in zip(tokens, p, strict=True)])
+        attention = batch["attention_mask"].bool().cpu()
+        return [
+            {
+                "id": id_,
+                "text": text,
+                "filled": self.tokenizer.decode(filled[row][attention[row]], skip_special_tokens=True),
+                "masks": masks[row],
+            }
+            for row, (id_, text) in enumerate(zip(batch["id"], batch["text"], strict=True))
+        ]

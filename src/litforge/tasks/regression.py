@@ -32,6 +32,10 @@ class RegressionModule(TaskModule):
     """A plain nn.Module (`net`) fit to standardised targets; its outputs, the metrics and the
     predictions are in the targets' own units (`target_mean`/`target_std` undo the scaling)."""
 
+    prediction_file = "predictions.csv"
+    # litforge.predict sets it for every task; a regression has no classes to rank
+    predict_top_k: int | None = None
+
     def __init__(
         self,
         net: dict[str, Any],
@@ -98,9 +102,13 @@ class RegressionModule(TaskModule):
         self.test_predictions.reset()
         self.test_targets.reset()
 
-    def predict_step(self, batch: Any, batch_idx: int) -> Tensor:
-        x = batch[0] if isinstance(batch, list | tuple) else batch
-        return self(x)
+    def predict_step(self, batch: dict[str, Any], batch_idx: int) -> list[dict[str, Any]]:
+        """One record per row of a `predict_dataloader` batch (`{"id": [...], "inputs": features}`):
+        `prediction` in the target's units, or `prediction/<target>` per target when there are several."""
+        names = self.hparams.target_names
+        keys = ["prediction"] if len(names) == 1 else [f"prediction/{name}" for name in names]
+        values = self(batch["inputs"]).float().tolist()
+        return [{"id": id_, **dict(zip(keys, row, strict=True))} for id_, row in zip(batch["id"], values, strict=True)]
 
     def figures(self) -> dict[str, Figure]:
         predicted = self.test_predictions.compute().cpu().numpy()

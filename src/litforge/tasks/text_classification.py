@@ -7,9 +7,8 @@ from torch import Tensor
 from torchmetrics.classification import BinaryAUROC, MulticlassConfusionMatrix
 from transformers import AutoModelForSequenceClassification
 
-from litforge.data.tokenizer import load_tokenizer
-from litforge.tasks.base import TaskModule
-from litforge.tasks.hf_backbone import build_backbone, checkpoint_backbone, input_names, layerwise_lr_groups
+from litforge.tasks.hf_backbone import layerwise_lr_groups
+from litforge.tasks.hf_task import HFTaskModule
 from litforge.tasks.metrics import EpochPredictions, classification_metrics
 from litforge.utils.errors import UserError
 from litforge.utils.plots import confusion_matrix_figure
@@ -17,11 +16,11 @@ from litforge.utils.plots import confusion_matrix_figure
 log = logging.getLogger(__name__)
 
 
-class TextClassificationModule(TaskModule):
+class TextClassificationModule(HFTaskModule):
     """A Hugging Face encoder with a sequence-classification head, trained with cross-entropy.
 
     `backbone` is {pretrained_model_name_or_path, config} (see hf_backbone.build_backbone);
-    `num_labels`, `id2label` and `tokenizer_dir` come from the data module.
+    `num_labels`, `id2label` and `tokenizer_files` come from the data module, `export_dir` see HFTaskModule.
     `freeze_backbone_epochs` trains only the head for that many epochs; `layerwise_lr_decay`
     below 1 gives each encoder block `decay` times the learning rate of the block above it.
     """
@@ -37,23 +36,22 @@ class TextClassificationModule(TaskModule):
         layerwise_lr_decay: float = 1.0,
         num_labels: int = 2,
         id2label: list[str] | None = None,
-        tokenizer_dir: str | None = None,
+        tokenizer_files: dict[str, str] | None = None,
+        export_dir: str | None = None,
     ) -> None:
         super().__init__()
         if not 0 < layerwise_lr_decay <= 1:
             raise UserError(f"model.layerwise_lr_decay={layerwise_lr_decay}: give a factor in (0, 1]; 1 turns it off")
-        self.save_hyperparameters()
+        self.save_hyperparameters(ignore=["tokenizer_files"])
         self.id2label = list(id2label or map(str, range(num_labels)))
-        self.tokenizer = load_tokenizer(tokenizer_dir, "tokenizer_dir") if tokenizer_dir else None
-        self.model = build_backbone(
+        self.build(
             AutoModelForSequenceClassification,
             backbone,
-            self.tokenizer,
+            tokenizer_files,
             num_labels=num_labels,
             id2label=dict(enumerate(self.id2label)),
             label2id={name: i for i, name in enumerate(self.id2label)},
         )
-        self.inputs = input_names(self.model)
         metrics = classification_metrics(num_labels)
         self.train_metrics = metrics.clone(prefix="train/")
         self.train_predictions = EpochPredictions()
@@ -62,9 +60,6 @@ class TextClassificationModule(TaskModule):
         self.val_auroc = BinaryAUROC() if num_labels == 2 else None
         self.test_auroc = BinaryAUROC() if num_labels == 2 else None
         self.test_confusion = MulticlassConfusionMatrix(num_labels)
-
-    def forward(self, batch: dict[str, Tensor]) -> Tensor:
-        return self.model(**{k: v for k, v in batch.items() if k in self.inputs and k != "labels"}).logits
 
     def _step(self, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor, Tensor]:
         logits = self(batch)
@@ -100,9 +95,6 @@ class TextClassificationModule(TaskModule):
     def on_test_epoch_start(self) -> None:
         self.test_confusion.reset()
 
-    def predict_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
-        return self(batch).softmax(-1)
-
     def on_train_epoch_start(self) -> None:
         # parameters stay in the optimiser while frozen (no gradient, so no update): adding them
         # later as a new group (BaseFinetuning's way) would escape the warm-up schedule and LLRD
@@ -118,31 +110,19 @@ class TextClassificationModule(TaskModule):
         optimizer = self.hparams.optimizer
         return layerwise_lr_groups(self.model, optimizer["lr"], optimizer.get("weight_decay", 0.0), decay)
 
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint["hyper_parameters"]["backbone"] = checkpoint_backbone(self.model)
-
     def figures(self) -> dict[str, Figure]:
         matrix = self.test_confusion.compute().cpu().numpy()
         return {"confusion_matrix": confusion_matrix_figure(matrix, self.id2label)}
 
-    @torch.inference_mode()
-    def predict_texts(self, texts: list[str], top_k: int | None = None, batch_size: int = 64) -> list[dict[str, Any]]:
-        """Each text's most likely label and the `top_k` most likely labels (all by default) with
-        their probabilities."""
-        if self.tokenizer is None:
-            raise UserError("this checkpoint carries no tokenizer_dir, so it cannot tokenise new texts")
-        top_k = min(top_k or len(self.id2label), len(self.id2label))
-        max_length = min(self.tokenizer.model_max_length, getattr(self.model.config, "max_position_embeddings", 512))
-        self.eval()
+    def predict_step(self, batch: dict[str, Any], batch_idx: int) -> list[dict[str, Any]]:
+        """One record per text of a predict batch (`id`, `text`, `text_pair` beside the token ids): the
+        most likely label, its probability, and the `predict_top_k` most likely labels' (all by default)."""
+        probs = self(batch).float().softmax(-1).cpu()
+        values, indices = probs.topk(min(self.predict_top_k or len(self.id2label), len(self.id2label)), dim=-1)
         records = []
-        for start in range(0, len(texts), batch_size):
-            chunk = texts[start : start + batch_size]
-            batch = self.tokenizer(chunk, truncation=True, max_length=max_length, padding=True, return_tensors="pt")
-            probs = self(batch.to(self.device)).softmax(-1).cpu()
-            values, indices = probs.topk(top_k, dim=-1)
-            for text, p, i in zip(chunk, values.tolist(), indices.tolist(), strict=True):
-                top = {self.id2label[k]: round(v, 6) for k, v in zip(i, p, strict=True)}
-                records.append(
-                    {"text": text, "label": self.id2label[i[0]], "probability": round(p[0], 6), "top_k": top}
-                )
+        for row, (p, i) in enumerate(zip(values.tolist(), indices.tolist(), strict=True)):
+            texts = {key: batch[key][row] for key in ("text", "text_pair") if key in batch}
+            top = {self.id2label[k]: round(v, 6) for k, v in zip(i, p, strict=True)}
+            label = self.id2label[i[0]]
+            records.append({"id": batch["id"][row], **texts, "label": label, "probability": top[label], "probs": top})
         return records

@@ -2,7 +2,6 @@
 
 import csv
 import logging
-import re
 from pathlib import Path
 from typing import Any
 
@@ -14,16 +13,14 @@ from seqeval.scheme import IOB2
 from torch import Tensor
 from transformers import AutoModelForTokenClassification
 
-from litforge.data.token_align import IGNORE, subtoken_counts, word_windows
-from litforge.data.tokenizer import load_tokenizer
-from litforge.tasks.base import TaskModule
-from litforge.tasks.hf_backbone import build_backbone, checkpoint_backbone, input_names
+from litforge.data.token_align import IGNORE
+from litforge.tasks.hf_task import HFTaskModule
 from litforge.utils.errors import UserError
 
 log = logging.getLogger(__name__)
 
-# words of raw text: runs of letters/digits (with inner hyphens or apostrophes) or one punctuation mark
-WORD = re.compile(r"\w+(?:[-']\w+)*|[^\w\s]")
+# one window's tags: (sentence index, its first word, gold tags, predicted tags)
+Window = tuple[int, int, list[str], list[str]]
 
 
 def entity_scores(gold: list[list[str]], pred: list[list[str]], strict: bool = False) -> dict[str, float]:
@@ -37,10 +34,47 @@ def entity_scores(gold: list[list[str]], pred: list[list[str]], strict: bool = F
     return {**scores, "token_acc": float(accuracy_score(gold, pred)) if any(gold) else 0.0}
 
 
-class TokenClassificationModule(TaskModule):
+def whole_sentences(windows: list[Window]) -> tuple[list[list[str]], list[list[str]]]:
+    """Gold and predicted tags per sentence from its windows, so a sentence split into windows is
+    scored as the one sequence it is in the file; each window counts once (a DistributedSampler
+    repeats a few to give every rank as many)."""
+    unique = {(sentence, first): (gold, pred) for sentence, first, gold, pred in windows}
+    gold_tags: list[list[str]] = []
+    pred_tags: list[list[str]] = []
+    current = None
+    for (sentence, _), (gold, pred) in sorted(unique.items()):
+        if sentence != current:
+            gold_tags.append([])
+            pred_tags.append([])
+            current = sentence
+        gold_tags[-1] += gold
+        pred_tags[-1] += pred
+    return gold_tags, pred_tags
+
+
+def entity_spans(
+    tags: list[str], probs: list[float], words: list[str], text: str | None, spans: list[list[int]] | None
+) -> list[dict[str, Any]]:
+    """The entities of a tag sequence as {text, type, start, end, score}: character offsets into
+    `text` (end exclusive) where the input was raw text, else word indices into `words`; the score
+    is the mean probability of the entity's word tags."""
+    entities = []
+    for kind, first, last in get_entities(tags):
+        score = round(sum(probs[first : last + 1]) / (last + 1 - first), 4)
+        if text is None:
+            start, end, shown = first, last + 1, " ".join(words[first : last + 1])
+        else:
+            start, end = spans[first][0], spans[last][1]
+            shown = text[start:end]
+        entities.append({"text": shown, "type": kind, "start": start, "end": end, "score": score})
+    return entities
+
+
+class TokenClassificationModule(HFTaskModule):
     """A Hugging Face encoder with a token-classification head, trained with cross-entropy on the
     labelled sub-tokens. `backbone` is {pretrained_model_name_or_path, config} (see
-    hf_backbone.build_backbone); `id2label` (IOB2 tags) and `tokenizer_dir` come from the data module.
+    hf_backbone.build_backbone); `id2label` (IOB2 tags) and `tokenizer_files` come from the data
+    module, `export_dir` see HFTaskModule.
     """
 
     def __init__(
@@ -52,29 +86,24 @@ class TokenClassificationModule(TaskModule):
         mode: str = "max",
         strict: bool = False,
         id2label: list[str] | None = None,
-        tokenizer_dir: str | None = None,
+        tokenizer_files: dict[str, str] | None = None,
+        export_dir: str | None = None,
     ) -> None:
         super().__init__()
         if not id2label:
             raise UserError("model: the token classifier needs the data's tag list (id2label)")
-        self.save_hyperparameters()
+        self.save_hyperparameters(ignore=["tokenizer_files"])
         self.id2label = list(id2label)
-        self.tokenizer = load_tokenizer(tokenizer_dir, "tokenizer_dir") if tokenizer_dir else None
-        self.model = build_backbone(
+        self.build(
             AutoModelForTokenClassification,
             backbone,
-            self.tokenizer,
+            tokenizer_files,
             num_labels=len(self.id2label),
             id2label=dict(enumerate(self.id2label)),
             label2id={name: i for i, name in enumerate(self.id2label)},
         )
-        self.inputs = input_names(self.model)
-        # tag sequences of the current val/test epoch: entity metrics need whole sentences
-        self.gold: list[list[str]] = []
-        self.pred: list[list[str]] = []
-
-    def forward(self, batch: dict[str, Tensor]) -> Tensor:
-        return self.model(**{k: v for k, v in batch.items() if k in self.inputs and k != "labels"}).logits
+        # the windows of the current val/test epoch: entity metrics need whole sentences
+        self.windows: list[Window] = []
 
     def _step(self, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
         logits = self(batch)
@@ -91,18 +120,20 @@ class TokenClassificationModule(TaskModule):
         size = len(batch["labels"])
         self.log(f"{stage}/loss", loss, on_epoch=True, prog_bar=stage == "val", sync_dist=True, batch_size=size)
         starts = batch["word_start"].bool()
-        for labels, predicted, start in zip(batch["labels"], logits.argmax(-1), starts, strict=True):
-            self.gold.append([self.id2label[i] for i in labels[start].tolist()])
-            self.pred.append([self.id2label[i] for i in predicted[start].tolist()])
+        where = zip(batch["sentence"].tolist(), batch["first_word"].tolist(), strict=True)
+        rows = zip(where, batch["labels"], logits.argmax(-1), starts, strict=True)
+        for (sentence, first), labels, predicted, start in rows:
+            gold = [self.id2label[i] for i in labels[start].tolist()]
+            pred = [self.id2label[i] for i in predicted[start].tolist()]
+            self.windows.append((sentence, first, gold, pred))
 
     def _epoch_scores(self, stage: str) -> tuple[list[list[str]], list[list[str]]]:
-        gold, pred = self.gold, self.pred
-        self.gold, self.pred = [], []
+        windows, self.windows = self.windows, []
         if dist.is_available() and dist.is_initialized():
             gathered: list[Any] = [None] * dist.get_world_size()
-            dist.all_gather_object(gathered, (gold, pred))
-            gold = [s for g, _ in gathered for s in g]
-            pred = [s for _, p in gathered for s in p]
+            dist.all_gather_object(gathered, windows)
+            windows = [w for part in gathered for w in part]
+        gold, pred = whole_sentences(windows)
         for name, value in entity_scores(gold, pred, self.hparams.strict).items():
             self.log(f"{stage}/{name}", value, prog_bar=stage == "val" and name == "f1")
         return gold, pred
@@ -114,7 +145,7 @@ class TokenClassificationModule(TaskModule):
         self._evaluate(batch, "test")
 
     def on_validation_epoch_start(self) -> None:
-        self.gold, self.pred = [], []
+        self.windows = []
 
     on_test_epoch_start = on_validation_epoch_start
 
@@ -139,56 +170,25 @@ class TokenClassificationModule(TaskModule):
                 writer.writerow([kind, *scores, int(row["support"])])
         log.info("entity report written to %s", path)
 
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint["hyper_parameters"]["backbone"] = checkpoint_backbone(self.model)
-
-    @torch.inference_mode()
-    def predict_texts(self, texts: list[str], batch_size: int = 32) -> list[dict[str, Any]]:
-        """Each text's entities as {text, type, start, end, score}: character offsets into the
-        text (end exclusive) and the mean probability of the entity's word tags."""
-        if self.tokenizer is None:
-            raise UserError("this checkpoint carries no tokenizer_dir, so it cannot tokenise new texts")
-        max_length = min(self.tokenizer.model_max_length, getattr(self.model.config, "max_position_embeddings", 512))
-        budget = max_length - self.tokenizer.num_special_tokens_to_add(pair=False)
-        spans = [[m.span() for m in WORD.finditer(text)] for text in texts]
-        words = [[text[a:b] for a, b in span] for text, span in zip(texts, spans, strict=True)]
-        # windows (text index, first word, end word), so long texts are tagged whole
-        windows = [
-            (i, start, end)
-            for i, counts in enumerate(subtoken_counts(self.tokenizer, words))
-            for start, end in word_windows(counts, budget)
-        ]
-        tags: list[list[str]] = [[] for _ in texts]
-        probs: list[list[float]] = [[] for _ in texts]
-        self.eval()
-        for first in range(0, len(windows), batch_size):
-            chunk = windows[first : first + batch_size]
-            batch = self.tokenizer(
-                [words[i][a:b] for i, a, b in chunk],
-                is_split_into_words=True,
-                truncation=True,
-                max_length=max_length,
-                padding=True,
-                return_tensors="pt",
-            )
-            best, index = self(batch.to(self.device)).softmax(-1).max(-1)
-            for row, (i, a, b) in enumerate(chunk):
-                first_subtoken = {}
-                for position, word in enumerate(batch.word_ids(row)):
-                    if word is not None:
-                        first_subtoken.setdefault(word, position)
-                for word in range(b - a):
-                    position = first_subtoken.get(word)
-                    tags[i].append(self.id2label[index[row, position]] if position is not None else "O")
-                    probs[i].append(float(best[row, position]) if position is not None else 0.0)
+    def predict_step(self, batch: dict[str, Any], batch_idx: int) -> list[dict[str, Any]]:
+        """One record per input of a predict batch: its windows' tags put back in word order, the
+        words a window truncated tagged O, and the entities (see `entity_spans`). The batch holds
+        every window of its inputs: `input` (which input a window is of) and `first_word` beside the
+        token ids, and per input `id`, `words`, `text` (None for given tokens) and `spans`."""
+        best, index = (t.cpu() for t in self(batch).float().softmax(-1).max(-1))
+        tags = [["O"] * len(words) for words in batch["words"]]
+        probs = [[0.0] * len(words) for words in batch["words"]]
+        starts = batch["word_start"].bool().cpu()
+        windows = zip(batch["input"].tolist(), batch["first_word"].tolist(), starts, strict=True)
+        for row, (item, first, starts) in enumerate(windows):
+            for offset, position in enumerate(starts.nonzero().flatten().tolist()):
+                tags[item][first + offset] = self.id2label[index[row, position]]
+                probs[item][first + offset] = float(best[row, position])
         records = []
-        for text, span, tag, prob in zip(texts, spans, tags, probs, strict=True):
-            entities = []
-            for kind, a, b in get_entities(tag):
-                start, end = span[a][0], span[b][1]
-                score = sum(prob[a : b + 1]) / (b + 1 - a)
-                entities.append(
-                    {"text": text[start:end], "type": kind, "start": start, "end": end, "score": round(score, 4)}
-                )
-            records.append({"text": text, "entities": entities})
+        for item, (id_, words, text, spans) in enumerate(
+            zip(batch["id"], batch["words"], batch["text"], batch["spans"], strict=True)
+        ):
+            shown = {"tokens": words} if text is None else {"text": text}
+            entities = entity_spans(tags[item], probs[item], words, text, spans)
+            records.append({"id": id_, **shown, "entities": entities})
         return records

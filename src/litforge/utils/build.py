@@ -47,3 +47,24 @@ def instantiate_task(model_cfg: dict[str, Any] | DictConfig, data_kwargs: dict[s
         return cls(**kwargs, **data_kwargs)
     except (TypeError, ValueError) as err:
         raise UserError(f"model ({target}): {err}") from err
+
+
+def build_task(checkpoint: dict[str, Any]) -> Any:
+    """The task module from the checkpoint's hyperparameters and weights alone (eval and predict)."""
+    target = checkpoint["litforge"]["config"]["model"]["_target_"]
+    model = instantiate_task({"_target_": target, **checkpoint["hyper_parameters"]}, {})
+    model.load_state_dict(checkpoint["state_dict"])
+    return model
+
+
+def checkpoint_data_config(
+    checkpoint: dict[str, Any], extra: dict[str, Any] | None = None, overrides: DictConfig | dict | None = None
+) -> DictConfig:
+    """The training run's data config from the checkpoint, with `extra` and then the user's `data.*`
+    overrides merged in. Null overrides are left out: the root configs list keys some data modules
+    take (e.g. `test_path: null`) so that they need no `+`, and null there means "not given", so a
+    run trained with its own `data.test_path` is still evaluated on it."""
+    data = OmegaConf.create(checkpoint["litforge"]["config"]["data"])
+    given = OmegaConf.to_container(overrides, resolve=True) if isinstance(overrides, DictConfig) else overrides or {}
+    given = {key: value for key, value in given.items() if value is not None}
+    return OmegaConf.merge(data, extra or {}, given)

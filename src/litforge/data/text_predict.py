@@ -1,0 +1,72 @@
+"""New texts to predict, for the text classification and masked-LM data modules: the lines of .txt
+files or a text column of tables, each with an id, and a collator that keeps them beside the token ids."""
+
+from pathlib import Path
+from typing import Any
+
+from litforge.data import text_checks, text_sources
+from litforge.data.inputs import expand_inputs
+from litforge.utils.errors import UserError
+
+TEXT_SUFFIXES = {".txt", *text_sources.FILE_FORMATS}
+KEY = "input"
+
+
+def text_lines(file: Path) -> tuple[list[int], list[str]]:
+    """The non-blank lines of a text file and their line numbers (from 1)."""
+    try:
+        lines = file.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as err:
+        raise UserError(f"{KEY}={file}: not a readable UTF-8 text file ({err}).") from err
+    numbered = [(number, line) for number, line in enumerate(lines, start=1) if line.strip()]
+    return [n for n, _ in numbered], [line for _, line in numbered]
+
+
+def _table(file: Path, columns: dict[str, str]) -> tuple[list[int], dict[str, list[str]]]:
+    split = text_sources.read_file(str(file), KEY)
+    text_checks.check_columns({"input": split}, columns)
+    read = {name: text_checks.read_texts(split, column) for name, column in columns.items()}
+    # rows numbered as in table predictions: 0 for the first data row
+    return list(range(len(read["text"]))), read
+
+
+def read_texts(spec: str, text_column: str, pair_column: str | None = None) -> tuple[list[str], dict[str, list[str]]]:
+    """The ids and texts (`{"text": [...], "text_pair": [...]}`) of every input `spec` names: a
+    .txt file (one text a line, blank lines skipped), a csv/tsv/jsonl/json/parquet table with the
+    training's text column (and pair column; a label column is ignored), a folder or a glob of
+    them. An id is the line number of a .txt file (from 1) or the data row of a table (from 0, as
+    table predictions number rows), prefixed with `<file>:` where there are several files."""
+    files = expand_inputs(spec, TEXT_SUFFIXES, "text file (.txt, one text a line) or table")
+    columns = {"text": text_column, **({"text_pair": pair_column} if pair_column else {})}
+    ids: list[str] = []
+    texts: dict[str, list[str]] = {name: [] for name in columns}
+    for file in files:
+        if file.suffix.lower() == ".txt":
+            if pair_column:
+                raise UserError(
+                    f"{KEY}={file}: the model classifies text pairs (data.text_pair_column={pair_column}), which "
+                    f"a .txt file cannot hold; give a table with columns {text_column!r} and {pair_column!r}."
+                )
+            numbers, lines = text_lines(file)
+            read = {"text": lines}
+        else:
+            numbers, read = _table(file, columns)
+        ids += [f"{file}:{n}" if len(files) > 1 else str(n) for n in numbers]
+        for name in columns:
+            texts[name] += read[name]
+    if not ids:
+        raise UserError(f"{KEY}={spec} holds no text: give at least one non-blank line or row.")
+    return ids, texts
+
+
+class KeepFields:
+    """A padding collator (e.g. DataCollatorWithPadding) for examples that also carry plain values
+    (`id`, `text`): those are passed through as lists beside the padded tensors."""
+
+    def __init__(self, collate: Any, fields: tuple[str, ...]) -> None:
+        self.collate, self.fields = collate, fields
+
+    def __call__(self, features: list[dict[str, Any]]) -> dict[str, Any]:
+        kept = {name: [f[name] for f in features] for name in self.fields if name in features[0]}
+        batch = self.collate([{k: v for k, v in f.items() if k not in self.fields} for f in features])
+        return {**batch, **kept}
