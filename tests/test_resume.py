@@ -26,13 +26,13 @@ SLOW_EPOCHS = [
 ]
 
 
-def start_training(overrides: list[str], log_dir: Path) -> subprocess.Popen:
+def start_training(overrides: list[str], log_dir: Path, env: dict[str, str] | None = None) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "litforge.train", *overrides, f"paths.log_dir={log_dir}"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
     )
 
 

@@ -56,7 +56,7 @@ def loss_steps(run: Path) -> list[tuple[int, float]]:
 def kill_past_a_mid_epoch_checkpoint(overrides: list[str], log_dir: Path) -> tuple[Path, int, list[int]]:
     """SIGKILL once last.ckpt exists and steps past it are logged (they will be trained again).
     Returns the run, the step of its last.ckpt and the steps logged when it was killed."""
-    proc = start_training(overrides, log_dir)
+    proc = start_training(overrides, log_dir, env=ONE_THREAD)
     deadline = time.monotonic() + 300
     while True:
         assert proc.poll() is None, f"training ended before it was killed:\n{proc.stderr.read()[-3000:]}"
@@ -73,8 +73,9 @@ def kill_past_a_mid_epoch_checkpoint(overrides: list[str], log_dir: Path) -> tup
 
 
 def check_mid_epoch_resume(overrides: list[str], tmp_path: Path, steps_per_epoch: int) -> None:
-    # the uninterrupted run and the one to kill share the 2 cores
-    whole = start_training(overrides, tmp_path / "whole")
+    # the uninterrupted run and the one to kill share the 2 cores; every part of both runs on one
+    # thread, since another thread count sums in another order and the runs would differ by rounding
+    whole = start_training(overrides, tmp_path / "whole", env=ONE_THREAD)
     run, step, logged = kill_past_a_mid_epoch_checkpoint(overrides, tmp_path / "killed")
     assert step % steps_per_epoch != 0, f"last.ckpt is at step {step}, an epoch end: the kill came too late"
     assert max(logged) >= step, "no step past the checkpoint was logged before the kill"

@@ -104,15 +104,20 @@ def trained_tokenizer(
         log.info("WordPiece tokenizer from cache %s", target)
         return load_tokenizer(str(target), "cached tokenizer")
     tokenizer = train_wordpiece(texts, vocab_size, lowercase, model_max_length)
-    save_tokenizer(tokenizer, target)
+    if not save_tokenizer(tokenizer, target, replace_other=False):
+        # another run trained on the same texts meanwhile (parallel sweep jobs): its tokenizer is the
+        # cache's, since trainings of equal inputs may still break ties between tokens differently
+        log.info("WordPiece tokenizer from cache %s (written by another run meanwhile)", target)
+        return load_tokenizer(str(target), "cached tokenizer")
     log.info("trained a WordPiece tokenizer (%d tokens) on %d training texts", len(tokenizer), len(texts))
     return tokenizer
 
 
-def save_tokenizer(tokenizer: PreTrainedTokenizerBase, target: Path) -> None:
+def save_tokenizer(tokenizer: PreTrainedTokenizerBase, target: Path, replace_other: bool = True) -> bool:
     """save_pretrained into a temporary folder renamed at the end, so no reader sees half a
-    tokenizer. Where the same tokenizer is there already (another DDP rank wrote it) it is
-    kept; another tokenizer (another run's) is never overwritten."""
+    tokenizer; False where `target` was there already. The same tokenizer there (another DDP rank
+    wrote it) is kept; another one (another run's) is never overwritten: a UserError, or with
+    `replace_other=False` (a cache, whose entry is as good as this one) simply kept."""
     target.parent.mkdir(parents=True, exist_ok=True)
     # mkdir, not tempfile.mkdtemp: the folder gets the user's usual permissions (umask), not 0700
     tmp = target.parent / f".{target.name}-{uuid.uuid4().hex[:12]}"
@@ -120,15 +125,18 @@ def save_tokenizer(tokenizer: PreTrainedTokenizerBase, target: Path) -> None:
     tokenizer.save_pretrained(str(tmp))
     try:
         tmp.rename(target)
-        return
+        return True
     except OSError:
         shutil.rmtree(tmp, ignore_errors=True)
+    if not replace_other:
+        return False
     existing = load_tokenizer(str(target), "tokenizer folder")
     if tokenizer_fingerprint(existing) != tokenizer_fingerprint(tokenizer):
         raise UserError(
             f"{target} already holds another tokenizer (another run's), which this run does not overwrite: "
             "give data.tokenizer_dir a new folder (by default it is the run directory's tokenizer/)."
         )
+    return False
 
 
 def tokenizer_files(tokenizer: PreTrainedTokenizerBase) -> dict[str, str]:
