@@ -13,6 +13,13 @@ from litforge.utils.config import CONFIG_DIR
 
 # quiet, fast runs that write under the test's own folder
 QUIET = ["extras=quiet", "~callbacks.rich_progress_bar"]
+# a one-layer BERT for the text tasks' tests, smaller than model/backbone=tiny_bert
+TINY_BACKBONE = [
+    "model.backbone.config.hidden_size=32",
+    "model.backbone.config.num_hidden_layers=1",
+    "model.backbone.config.intermediate_size=64",
+    "model.backbone.config.max_position_embeddings=32",
+]
 
 
 def compose_config(

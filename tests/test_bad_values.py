@@ -11,7 +11,7 @@ import torch
 
 from litforge.tasks.registry import TASK_METRICS
 from litforge.utils.checks import ACCELERATORS, PRECISIONS
-from tests.helpers import QUIET, check_ok, compose_config, run_cli, run_dirs
+from tests.helpers import QUIET, TINY_BACKBONE, check_ok, compose_config, run_cli, run_dirs
 
 PASSWORD = "s3cret-pw"
 MLFLOW = pytest.mark.skipif(importlib.util.find_spec("mlflow") is None, reason="needs mlflow (.[tracking])")
@@ -120,13 +120,6 @@ def test_tracking_schemes_are_those_mlflow_has_a_store_for() -> None:
 
 
 TINY_TEXT = ["data.vocab_size=120", "data.max_length=24", "data.batch_size=8"]
-TINY_BACKBONE = [
-    "model.backbone.config.hidden_size=16",
-    "model.backbone.config.num_hidden_layers=1",
-    "model.backbone.config.num_attention_heads=2",
-    "model.backbone.config.intermediate_size=32",
-    "model.backbone.config.max_position_embeddings=32",
-]
 # a tiny run of each task, on data that needs no download
 TASK_RUNS = {
     "litforge.tasks.image_classification.ImageClassificationModule": ["data=digits", "model=image_classifier"],

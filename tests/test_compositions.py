@@ -11,7 +11,7 @@ import pytest
 from litforge.tasks.registry import TASK_DATA, check_data_fits_model
 from litforge.utils.config import CONFIG_DIR
 from litforge.utils.errors import UserError
-from tests.helpers import QUIET, compose_config, run_cli, run_dirs
+from tests.helpers import QUIET, TINY_BACKBONE, compose_config, run_cli, run_dirs
 from tests.user_files import conll_file, corpus_txt, houses_csv, png_tree, reviews_csv
 
 DATA = sorted(p.stem for p in (CONFIG_DIR / "data").glob("*.yaml"))
@@ -20,13 +20,6 @@ MODELS = sorted(p.stem for p in (CONFIG_DIR / "model").glob("*.yaml"))
 DOWNLOADS = {"mnist", "fashion_mnist", "cifar10", "california", "sst2", "imdb", "ag_news", "conll2003", "wikiann"}
 DOWNLOADS.add("wikitext")
 TINY_TEXT = ["data.vocab_size=120", "data.max_length=24", "data.batch_size=8"]
-TINY_BACKBONE = [
-    "model.backbone.config.hidden_size=16",
-    "model.backbone.config.num_hidden_layers=1",
-    "model.backbone.config.num_attention_heads=2",
-    "model.backbone.config.intermediate_size=32",
-    "model.backbone.config.max_position_embeddings=32",
-]
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ from seqeval.metrics import f1_score
 from litforge.data.conll import read_conll
 from litforge.utils.build import build_task
 from litforge.utils.checkpoint import load_checkpoint
-from tests.helpers import QUIET, check_ok, run_cli, run_dirs
+from tests.helpers import QUIET, TINY_BACKBONE, check_ok, run_cli, run_dirs
 from tests.user_files import conll_file, corpus_txt, reviews_csv
 
 ONE_THREAD = {"OMP_NUM_THREADS": "1"}
@@ -27,10 +27,7 @@ TINY_BERT = [
     "data.vocab_size=150",
     "data.max_length=24",
     "data.batch_size=16",
-    "model.backbone.config.hidden_size=32",
-    "model.backbone.config.num_hidden_layers=1",
-    "model.backbone.config.intermediate_size=64",
-    "model.backbone.config.max_position_embeddings=32",
+    *TINY_BACKBONE,
     "callbacks.lr_monitor=null",
 ]
 

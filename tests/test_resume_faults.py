@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.helpers import QUIET, check_ok, run_cli, run_dirs
+from tests.helpers import QUIET, TINY_BACKBONE, check_ok, run_cli, run_dirs
 from tests.test_resume import TINY, assert_ends_like, epochs_logged, start_training
 
 ONE_THREAD = {"OMP_NUM_THREADS": "1"}
@@ -40,10 +40,7 @@ TEXT = [
     "data.vocab_size=200",
     "data.max_length=16",
     "data.batch_size=8",
-    "model.backbone.config.hidden_size=32",
-    "model.backbone.config.num_hidden_layers=1",
-    "model.backbone.config.intermediate_size=64",
-    "model.backbone.config.max_position_embeddings=32",
+    *TINY_BACKBONE,
 ]
 
 

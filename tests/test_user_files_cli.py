@@ -5,7 +5,7 @@ pretrained backbone: tests/tasks/test_hf_backbone_cli.py)."""
 import json
 from pathlib import Path
 
-from tests.helpers import QUIET, check_ok, run_cli, run_dirs
+from tests.helpers import QUIET, TINY_BACKBONE, check_ok, run_cli, run_dirs
 from tests.user_files import corpus_txt, houses_csv
 
 SHORT = [*QUIET, "trainer.max_epochs=2"]
@@ -13,10 +13,7 @@ TINY_BERT = [
     "data.vocab_size=150",
     "data.max_length=24",
     "data.batch_size=16",
-    "model.backbone.config.hidden_size=32",
-    "model.backbone.config.num_hidden_layers=1",
-    "model.backbone.config.intermediate_size=64",
-    "model.backbone.config.max_position_embeddings=32",
+    *TINY_BACKBONE,
 ]
 
 

@@ -13,17 +13,11 @@ import torch
 from litforge.tasks.masked_lm import MaskedLanguageModelingModule, MaskedTokenMetrics
 from litforge.utils.build import instantiate_task
 from litforge.utils.errors import UserError
-from tests.helpers import QUIET, check_ok, compose_config, run_cli, run_dirs
+from tests.helpers import QUIET, TINY_BACKBONE, check_ok, compose_config, run_cli, run_dirs
 
 ONE_THREAD = {"OMP_NUM_THREADS": "1"}
 TINY_DATA = ["data.num_examples=300", "data.vocab_size=200", "data.max_length=24", "data.batch_size=16"]
-TINY = [
-    *TINY_DATA,
-    "model.backbone.config.hidden_size=32",
-    "model.backbone.config.num_hidden_layers=1",
-    "model.backbone.config.intermediate_size=64",
-    "model.backbone.config.max_position_embeddings=32",
-]
+TINY = [*TINY_DATA, *TINY_BACKBONE]
 
 
 @pytest.fixture(autouse=True)

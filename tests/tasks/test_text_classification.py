@@ -13,17 +13,11 @@ from litforge.data.text import TextDataModule
 from litforge.tasks.hf_backbone import layer_index
 from litforge.tasks.text_classification import TextClassificationModule
 from litforge.utils.build import instantiate_task
-from tests.helpers import QUIET, check_ok, compose_config, run_cli, run_dirs
+from tests.helpers import QUIET, TINY_BACKBONE, check_ok, compose_config, run_cli, run_dirs
 
 ONE_THREAD = {"OMP_NUM_THREADS": "1"}
 
 TINY_DATA = ["data.num_examples=300", "data.vocab_size=200", "data.max_length=24", "data.batch_size=16"]
-TINY_MODEL = [
-    "model.backbone.config.hidden_size=32",
-    "model.backbone.config.num_hidden_layers=1",
-    "model.backbone.config.intermediate_size=64",
-    "model.backbone.config.max_position_embeddings=32",
-]
 
 
 @pytest.fixture(autouse=True)
@@ -47,7 +41,7 @@ def build(tmp_path: Path, overrides: list[str]) -> tuple[TextDataModule, TextCla
 
 
 def tiny_setup(tmp_path: Path, overrides: tuple[str, ...] = ()) -> tuple[TextDataModule, TextClassificationModule]:
-    return build(tmp_path, ["experiment=text_clf_offline", *TINY_DATA, *TINY_MODEL, *overrides])
+    return build(tmp_path, ["experiment=text_clf_offline", *TINY_DATA, *TINY_BACKBONE, *overrides])
 
 
 def fit(model: L.LightningModule, dm: L.LightningDataModule, **trainer: Any) -> L.Trainer:
@@ -82,7 +76,7 @@ def test_fast_dev_run_through_train(tmp_path: Path) -> None:
         [
             "experiment=text_clf_offline",
             *TINY_DATA,
-            *TINY_MODEL,
+            *TINY_BACKBONE,
             "debug=fdr",
             "callbacks.lr_monitor=null",
             *QUIET,
@@ -181,7 +175,7 @@ def test_train_eval_and_predict_from_the_cli(tmp_path: Path) -> None:
     train = [
         "experiment=text_clf_offline",
         *TINY_DATA,
-        *TINY_MODEL,
+        *TINY_BACKBONE,
         "trainer.max_epochs=2",
         "trainer.limit_train_batches=4",
         "trainer.limit_val_batches=2",
