@@ -1,3 +1,5 @@
+from collections.abc import Iterator
+
 import pytest
 import torch
 
@@ -34,3 +36,12 @@ def _skip_network_tests_offline(request: pytest.FixtureRequest) -> None:
         request.config._litforge_online = _hub_reachable()
     if not request.config._litforge_online:
         pytest.skip("needs the Hugging Face hub, which is not reachable")
+
+
+@pytest.fixture
+def one_thread() -> Iterator[None]:
+    """torch on one thread for this test (`pytestmark = pytest.mark.usefixtures("one_thread")`)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

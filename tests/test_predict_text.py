@@ -6,7 +6,6 @@ import json
 import os
 import shutil
 import stat
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,12 +31,8 @@ TINY_BERT = [
 ]
 
 
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# tiny models run faster on one thread than fighting other processes for a few shared cores
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def train_then_keep_only_the_checkpoint(root: Path, overrides: list[str], training_files: list[Path]) -> Path:

@@ -3,7 +3,6 @@ the CLI, and the hand-over of an exported backbone to text classification."""
 
 import json
 import math
-from collections.abc import Iterator
 from pathlib import Path
 
 import lightning.pytorch as L
@@ -20,12 +19,8 @@ TINY_DATA = ["data.num_examples=300", "data.vocab_size=200", "data.max_length=24
 TINY = [*TINY_DATA, *TINY_BACKBONE]
 
 
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# tiny models run faster on one thread than fighting other processes for a few shared cores
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_experiments_compose(tmp_path: Path) -> None:

@@ -1,7 +1,6 @@
 """Text classification: configs, training controls, checkpoints, and train/eval/predict as users run them."""
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,13 +19,8 @@ ONE_THREAD = {"OMP_NUM_THREADS": "1"}
 TINY_DATA = ["data.num_examples=300", "data.vocab_size=200", "data.max_length=24", "data.batch_size=16"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    """Tiny models run faster on one thread than fighting other processes for a few shared cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# tiny models run faster on one thread than fighting other processes for a few shared cores
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def build(tmp_path: Path, overrides: list[str]) -> tuple[TextDataModule, TextClassificationModule]:

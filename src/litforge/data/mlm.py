@@ -212,11 +212,7 @@ class MaskedLMDataModule(L.LightningDataModule):
         if "predict" in self.splits:
             return
         hp = self.hparams
-        if self.tokenizer is None:
-            raise UserError(
-                "predicting needs the tokenizer of a trained model: load a checkpoint's data state first "
-                "(python -m litforge.predict ckpt_path=<file.ckpt> input=<texts> does)."
-            )
+        text_predict.require_trained_tokenizer(self.tokenizer, "")
         ids, columns = text_predict.read_texts(hp.predict_path, hp.text_column)
         texts, mask = columns["text"], self.tokenizer.mask_token
         encoded = self.tokenizer(texts, truncation=True, max_length=hp.max_length)

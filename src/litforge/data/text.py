@@ -223,11 +223,7 @@ class TextDataModule(L.LightningDataModule):
         if "predict" in self.splits:
             return
         hp = self.hparams
-        if self.tokenizer is None:
-            raise UserError(
-                "predicting needs the tokenizer and label names of a trained model: load a checkpoint's data "
-                "state first (python -m litforge.predict ckpt_path=<file.ckpt> input=<texts> does)."
-            )
+        text_predict.require_trained_tokenizer(self.tokenizer, " and label names")
         ids, texts = text_predict.read_texts(hp.predict_path, hp.text_column, hp.text_pair_column)
         encoded = self.tokenizer(*texts.values(), truncation=True, max_length=hp.max_length)
         names = [k for k in self.tokenizer.model_input_names if k in encoded]

@@ -12,6 +12,16 @@ TEXT_SUFFIXES = {".txt", *text_sources.FILE_FORMATS}
 KEY = "input"
 
 
+def require_trained_tokenizer(tokenizer: Any, state: str) -> None:
+    """Prediction encodes inputs as training did: with the tokenizer (and `state`, e.g. label names)
+    that a checkpoint's data state restores, never one trained anew on the inputs."""
+    if tokenizer is None:
+        raise UserError(
+            f"predicting needs the tokenizer{state} of a trained model: load a checkpoint's data state first "
+            "(python -m litforge.predict ckpt_path=<file.ckpt> input=<file> does)."
+        )
+
+
 def text_lines(file: Path) -> tuple[list[int], list[str]]:
     """The non-blank lines of a text file and their line numbers (from 1)."""
     try:

@@ -8,7 +8,7 @@ import torch
 from torch.utils.data import DataLoader
 from transformers import DataCollatorForTokenClassification
 
-from litforge.data import text_sources, token_sources
+from litforge.data import text_predict, text_sources, token_sources
 from litforge.data.conll import SCHEMES, Sentence, read_tagged_file, to_iob2
 from litforge.data.loaders import EpochShuffle, own_generator, resumable_loader
 from litforge.data.memory import carve_missing_splits
@@ -281,11 +281,7 @@ class TokenDataModule(L.LightningDataModule):
         """The inputs `predict_path` names, each with its windows (see `PredictBatches`)."""
         if "predict" in self.splits:
             return
-        if self.tokenizer is None:
-            raise UserError(
-                "predicting needs the tokenizer and tag list of a trained model: load a checkpoint's data state "
-                "first (python -m litforge.predict ckpt_path=<file.ckpt> input=<file> does)."
-            )
+        text_predict.require_trained_tokenizer(self.tokenizer, " and tag list")
         inputs = token_sources.read_inputs(self.hparams.predict_path, self.hparams.token_column)
         windows, encoded = self._windows([x.words for x in inputs], "predict")
         items = [{"id": x.id, "words": x.words, "text": x.text, "spans": x.spans, "windows": []} for x in inputs]
