@@ -11,7 +11,7 @@ from omegaconf import OmegaConf
 from tests.helpers import QUIET, check_ok, run_cli, run_dirs
 
 TASK = "litforge.tasks.image_classification.ImageClassificationModule"
-DATA = {"_target_": "litforge.data.image.ImageDataModule", "source": "digits"}
+DATA = {"_target_": "litforge.data.image.classification.ImageDataModule", "source": "digits"}
 
 
 def hostile_checkpoint(path: Path, marker: Path, where: str) -> Path:

@@ -5,7 +5,7 @@ from pathlib import Path
 import hydra
 import pytest
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from litforge.tasks.optim import configure_optimization
 from litforge.utils.build import instantiate_task
@@ -113,12 +113,22 @@ def test_logger_option_instantiates(name: str, tmp_path: Path) -> None:
     assert bool(instantiate_loggers(cfg.logger)) == (name != "none")
 
 
-@pytest.mark.parametrize("name", options("trainer"))
+def device_marked(group: str) -> list:
+    """Each option of a trainer group, marked `gpu` or `mps` when its accelerator needs one."""
+    marks = {"gpu": [pytest.mark.gpu], "mps": [pytest.mark.mps]}
+    params = []
+    for name in options(group):
+        accelerator = OmegaConf.load(CONFIG_DIR / group / f"{name}.yaml").get("accelerator")
+        params.append(pytest.param(name, marks=marks.get(accelerator, [])))
+    return params
+
+
+@pytest.mark.parametrize("name", device_marked("trainer"))
 def test_trainer_option_composes(name: str, tmp_path: Path) -> None:
     cfg = compose_config([f"trainer={name}"], log_dir=tmp_path)
-    accelerator = cfg.trainer.accelerator
-    if accelerator == "gpu" and not torch.cuda.is_available() or accelerator == "mps":
-        pytest.skip(f"trainer={name} needs accelerator {accelerator}")
+    wanted = cfg.trainer.get("devices")
+    if cfg.trainer.accelerator == "gpu" and isinstance(wanted, int) and torch.cuda.device_count() < wanted:
+        pytest.skip(f"trainer={name} needs {cfg.trainer.devices} GPUs")
     settings = trainer_settings(cfg.trainer)
     settings.pop("_target_")
     from lightning.pytorch import Trainer

@@ -13,7 +13,7 @@ import pytest
 import torch
 from seqeval.metrics import f1_score
 
-from litforge.data.conll import read_conll
+from litforge.data.text.conll import read_conll
 from litforge.utils.build import build_task
 from litforge.utils.checkpoint import load_checkpoint
 from tests.helpers import QUIET, TINY_BACKBONE, check_ok, run_cli, run_dirs

@@ -8,7 +8,7 @@ import lightning.pytorch as L
 import pytest
 import torch
 
-from litforge.data.tabular import TabularDataModule
+from litforge.data.tabular.regression import TabularDataModule
 from litforge.tasks.regression import RegressionModule
 from litforge.utils.build import instantiate_task
 from tests.data.test_tabular import write_table

@@ -8,7 +8,7 @@ import lightning.pytorch as L
 import pytest
 import torch
 
-from litforge.data.text import TextDataModule
+from litforge.data.text.classification import TextDataModule
 from litforge.tasks.hf_backbone import layer_index
 from litforge.tasks.text_classification import TextClassificationModule
 from litforge.utils.build import instantiate_task

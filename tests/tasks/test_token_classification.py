@@ -7,8 +7,8 @@ from pathlib import Path
 import hydra
 import pytest
 
-from litforge.data.ner_corpus import generate_sentences, write_conll
-from litforge.data.tokens import TokenDataModule
+from litforge.data.text.ner_corpus import generate_sentences, write_conll
+from litforge.data.text.token_classification import TokenDataModule
 from litforge.tasks.token_classification import entity_scores
 from litforge.utils.errors import UserError
 from tests.helpers import QUIET, check_ok, compose_config, run_cli, run_dirs

@@ -54,14 +54,6 @@ def as_batch(batch: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
     return batch
 
 
-def split_indices(n: int, fractions: Sequence[float], seed: int) -> list[Tensor]:
-    """Shuffled index sets, one per fraction (the first takes the remainder); the same for a seed."""
-    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
-    sizes = [round(f * n) for f in fractions[1:]]
-    sizes.insert(0, n - sum(sizes))
-    return list(torch.split(order, sizes))
-
-
 class InMemoryDataModule(L.LightningDataModule):
     """Train/val/test TensorSplits and their loaders; subclasses fill the splits in `setup`."""
 
@@ -105,30 +97,3 @@ class InMemoryDataModule(L.LightningDataModule):
     def model_kwargs(self) -> dict[str, Any]:
         """What the task module needs from the data (shapes, class names, scaling)."""
         raise NotImplementedError
-
-
-def carve_missing_splits(
-    splits: dict[str, Any],
-    val_fraction: float,
-    test_fraction: float,
-    seed: int,
-    take: Callable[[Any, list[int]], Any] = lambda items, index: [items[i] for i in index],
-) -> dict[str, Any]:
-    """Validation and test splits a source lacks, cut from its training split (seeded).
-
-    `splits` maps "train" / "validation" / "test" to a list of examples, or to anything `take`
-    can index (e.g. a dict of columns); the training split keeps what is not cut off.
-    """
-    fractions = {"validation": val_fraction, "test": test_fraction}
-    missing = [role for role in ("validation", "test") if role not in splits]
-    for role in missing:
-        if not 0 < fractions[role] < 1:
-            key = "val" if role == "validation" else "test"
-            raise UserError(f"no {role} split: set data.{key}_fraction in (0, 1) or give data.{key}_file")
-    if missing:
-        train = splits["train"]
-        size = len(next(iter(train.values()))) if isinstance(train, dict) else len(train)
-        parts = split_indices(size, [0, *(fractions[r] for r in missing)], seed)
-        for role, index in zip(["train", *missing], parts, strict=True):
-            splits[role] = take(train, index.tolist())
-    return splits

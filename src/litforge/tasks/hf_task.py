@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from litforge.data.tokenizer import tokenizer_from_files
+from litforge.data.text.tokenizer import tokenizer_from_files
 from litforge.tasks.base import TaskModule
 from litforge.tasks.hf_backbone import build_backbone, checkpoint_backbone, input_names
 from litforge.utils.errors import UserError

@@ -13,11 +13,17 @@ from litforge.utils.config import CONFIG_DIR
 from litforge.utils.errors import UserError
 
 TASK_DATA: dict[str, tuple[str, ...]] = {
-    "litforge.tasks.image_classification.ImageClassificationModule": ("litforge.data.image.ImageDataModule",),
-    "litforge.tasks.regression.RegressionModule": ("litforge.data.tabular.TabularDataModule",),
-    "litforge.tasks.text_classification.TextClassificationModule": ("litforge.data.text.TextDataModule",),
-    "litforge.tasks.token_classification.TokenClassificationModule": ("litforge.data.tokens.TokenDataModule",),
-    "litforge.tasks.masked_lm.MaskedLanguageModelingModule": ("litforge.data.mlm.MaskedLMDataModule",),
+    "litforge.tasks.image_classification.ImageClassificationModule": (
+        "litforge.data.image.classification.ImageDataModule",
+    ),
+    "litforge.tasks.regression.RegressionModule": ("litforge.data.tabular.regression.TabularDataModule",),
+    "litforge.tasks.text_classification.TextClassificationModule": (
+        "litforge.data.text.classification.TextDataModule",
+    ),
+    "litforge.tasks.token_classification.TokenClassificationModule": (
+        "litforge.data.text.token_classification.TokenDataModule",
+    ),
+    "litforge.tasks.masked_lm.MaskedLanguageModelingModule": ("litforge.data.text.masked_lm.MaskedLMDataModule",),
 }
 DATA_MODULES = frozenset(data for modules in TASK_DATA.values() for data in modules)
 # the validation metrics each task logs, the names model.monitor may take; tests/test_bad_values.py

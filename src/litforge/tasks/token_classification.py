@@ -13,7 +13,7 @@ from seqeval.scheme import IOB2
 from torch import Tensor
 from transformers import AutoModelForTokenClassification
 
-from litforge.data.token_align import IGNORE
+from litforge.data.text.token_align import IGNORE
 from litforge.tasks.hf_task import HFTaskModule
 from litforge.utils.errors import UserError
 

@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 import torch
 
-from litforge.data import tabular_sources
-from litforge.data.tabular import TabularDataModule
+from litforge.data.tabular import sources as tabular_sources
+from litforge.data.tabular.regression import TabularDataModule
 from litforge.utils.errors import UserError
 
 

@@ -8,10 +8,12 @@ import lightning.pytorch as L
 from torch.utils.data import DataLoader
 from transformers import DataCollatorWithPadding
 
-from litforge.data import text_checks, text_predict, text_sources
 from litforge.data.loaders import EpochLengthGrouped, EpochShuffle, own_generator, resumable_loader
-from litforge.data.memory import carve_missing_splits
-from litforge.data.tokenizer import (
+from litforge.data.splits import carve_missing_splits
+from litforge.data.text import checks as text_checks
+from litforge.data.text import classification_sources as text_sources
+from litforge.data.text import predict_inputs as text_predict
+from litforge.data.text.tokenizer import (
     fingerprint,
     run_tokenizer,
     texts_fingerprint,

@@ -8,8 +8,8 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from litforge.data.sentiment_corpus import generate_reviews
-from litforge.data.text import TextDataModule
+from litforge.data.text.classification import TextDataModule
+from litforge.data.text.sentiment_corpus import generate_reviews
 from litforge.utils.errors import UserError
 from tests.helpers import QUIET, run_cli, run_dirs
 

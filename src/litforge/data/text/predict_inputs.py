@@ -4,8 +4,9 @@ files or a text column of tables, each with an id, and a collator that keeps the
 from pathlib import Path
 from typing import Any
 
-from litforge.data import text_checks, text_sources
 from litforge.data.inputs import expand_inputs
+from litforge.data.text import checks as text_checks
+from litforge.data.text import classification_sources as text_sources
 from litforge.utils.errors import UserError
 
 TEXT_SUFFIXES = {".txt", *text_sources.FILE_FORMATS}

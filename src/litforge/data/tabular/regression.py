@@ -7,9 +7,10 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from litforge.data import tabular_sources
 from litforge.data.inputs import expand_inputs
-from litforge.data.memory import InMemoryDataModule, PredictInputs, TensorSplit, split_indices
+from litforge.data.memory import InMemoryDataModule, PredictInputs, TensorSplit
+from litforge.data.splits import split_indices
+from litforge.data.tabular import sources as tabular_sources
 from litforge.utils.errors import UserError
 
 log = logging.getLogger(__name__)

@@ -9,10 +9,12 @@ import lightning.pytorch as L
 from torch.utils.data import DataLoader
 from transformers import DataCollatorForLanguageModeling, DataCollatorForTokenClassification, DataCollatorWithPadding
 
-from litforge.data import mlm_sources, text_predict, text_sources
 from litforge.data.loaders import EpochShuffle, own_generator, resumable_loader
-from litforge.data.memory import carve_missing_splits
-from litforge.data.tokenizer import (
+from litforge.data.splits import carve_missing_splits
+from litforge.data.text import classification_sources as text_sources
+from litforge.data.text import masked_lm_sources as mlm_sources
+from litforge.data.text import predict_inputs as text_predict
+from litforge.data.text.tokenizer import (
     fingerprint,
     run_tokenizer,
     texts_fingerprint,

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from litforge.data.mlm import MaskedLMDataModule
+from litforge.data.text.masked_lm import MaskedLMDataModule
 from litforge.utils.errors import UserError
 
 

@@ -7,9 +7,10 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from litforge.data import image_sources
+from litforge.data.image import sources as image_sources
 from litforge.data.inputs import expand_inputs
-from litforge.data.memory import InMemoryDataModule, PredictInputs, TensorSplit, carve_missing_splits
+from litforge.data.memory import InMemoryDataModule, PredictInputs, TensorSplit
+from litforge.data.splits import carve_missing_splits
 from litforge.utils.errors import UserError
 
 log = logging.getLogger(__name__)

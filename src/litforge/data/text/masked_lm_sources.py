@@ -4,8 +4,9 @@ with the review sentences), a hub data set's text column, or the user's .txt/csv
 import random
 from pathlib import Path
 
-from litforge.data import text_checks, text_sources
-from litforge.data.sentiment_corpus import generate_reviews
+from litforge.data.text import checks as text_checks
+from litforge.data.text import classification_sources as text_sources
+from litforge.data.text.sentiment_corpus import generate_reviews
 from litforge.utils.errors import UserError
 
 # country, capital, language, continent: few enough facts that a tiny model learns them all,

@@ -5,10 +5,10 @@ from pathlib import Path
 
 import pytest
 
-from litforge.data.conll import read_conll, read_jsonl, to_iob2
-from litforge.data.ner_corpus import generate_sentences, write_conll
-from litforge.data.token_align import IGNORE, align_labels, word_windows
-from litforge.data.tokenizer import train_wordpiece
+from litforge.data.text.conll import read_conll, read_jsonl, to_iob2
+from litforge.data.text.ner_corpus import generate_sentences, write_conll
+from litforge.data.text.token_align import IGNORE, align_labels, word_windows
+from litforge.data.text.tokenizer import train_wordpiece
 from litforge.utils.errors import UserError
 
 
@@ -105,7 +105,7 @@ def test_hub_loader_reads_class_label_tags(tmp_path: Path) -> None:
     """A local parquet folder stands in for the hub: the same load_dataset call and feature handling."""
     import datasets
 
-    from litforge.data.token_sources import load_hub
+    from litforge.data.text.token_classification_sources import load_hub
 
     features = datasets.Features(
         {

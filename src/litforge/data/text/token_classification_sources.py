@@ -7,10 +7,10 @@ import re
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from litforge.data.conll import Sentence, read_conll, read_tagged_file
 from litforge.data.hub import load_hub_dataset
 from litforge.data.inputs import expand_inputs
-from litforge.data.ner_corpus import generate_sentences
+from litforge.data.text.conll import Sentence, read_conll, read_tagged_file
+from litforge.data.text.ner_corpus import generate_sentences
 from litforge.utils.errors import UserError
 
 ROLE_KEYS = {"train": "train", "validation": "val", "test": "test"}

@@ -9,7 +9,7 @@ the context rather than memorise the word.
 import random
 from pathlib import Path
 
-from litforge.data.conll import Sentence
+from litforge.data.text.conll import Sentence
 
 FIRST = "Angela Barack John Maria Ahmed Yuki Olga Pierre Carlos Fatima Jordan Paris Lena Ivan Chen Amara".split()
 LAST = "Merkel Obama Smith Garcia Khan Tanaka Petrova Dubois Silva Haddad Müller Rossi Nowak Okafor Lee".split()

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from litforge.data.hub import load_hub_dataset
-from litforge.data.sentiment_corpus import generate_reviews
+from litforge.data.text.sentiment_corpus import generate_reviews
 from litforge.utils.errors import UserError
 
 FILE_FORMATS = {".csv": "csv", ".tsv": "csv", ".jsonl": "jsonl", ".json": "json", ".parquet": "parquet"}

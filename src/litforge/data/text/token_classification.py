@@ -8,12 +8,14 @@ import torch
 from torch.utils.data import DataLoader
 from transformers import DataCollatorForTokenClassification
 
-from litforge.data import text_predict, text_sources, token_sources
-from litforge.data.conll import SCHEMES, Sentence, read_tagged_file, to_iob2
 from litforge.data.loaders import EpochShuffle, own_generator, resumable_loader
-from litforge.data.memory import carve_missing_splits
-from litforge.data.token_align import align_labels, subtoken_counts, word_windows
-from litforge.data.tokenizer import run_tokenizer, tokenizer_files, tokenizer_from_files
+from litforge.data.splits import carve_missing_splits
+from litforge.data.text import classification_sources as text_sources
+from litforge.data.text import predict_inputs as text_predict
+from litforge.data.text import token_classification_sources as token_sources
+from litforge.data.text.conll import SCHEMES, Sentence, read_tagged_file, to_iob2
+from litforge.data.text.token_align import align_labels, subtoken_counts, word_windows
+from litforge.data.text.tokenizer import run_tokenizer, tokenizer_files, tokenizer_from_files
 from litforge.utils.errors import UserError
 
 log = logging.getLogger(__name__)
