@@ -11,7 +11,7 @@ import torch
 from litforge.data.tabular.regression import TabularDataModule
 from litforge.tasks.regression import RegressionModule
 from litforge.utils.build import instantiate_task
-from tests.data.test_tabular import write_table
+from tests.data.tabular.test_regression import write_table
 from tests.helpers import QUIET, check_ok, compose_config, run_cli, run_dirs
 
 METRICS = ["test/loss", "test/mae", "test/mse", "test/r2", "test/rmse"]
@@ -131,7 +131,7 @@ def test_train_then_eval_from_checkpoint_in_original_units(tmp_path: Path) -> No
     ids=["missing-target", "non-numeric", "nan", "empty"],
 )
 def test_bad_table_is_refused_from_the_cli(content: str, overrides: list[str], message: str, tmp_path: Path) -> None:
-    """Infinite values and the other bad tables are checked in-process in tests/data/test_tabular.py."""
+    """Infinite values and the other bad tables are checked in-process in tests/data/tabular/test_regression.py."""
     path = tmp_path / "table.csv"
     path.write_text(content)
     overrides = [*QUIET, "experiment=diabetes_mlp", "data=tabular_file", f"data.path={path}", *overrides]

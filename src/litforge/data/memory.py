@@ -55,7 +55,19 @@ def as_batch(batch: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
 
 
 class InMemoryDataModule(L.LightningDataModule):
-    """Train/val/test TensorSplits and their loaders; subclasses fill the splits in `setup`."""
+    """Train/val/test TensorSplits and their loaders, and the order `setup` reads them in.
+
+    A subclass saves `source`, `test_path` and `predict_path` among its hyperparameters and says how
+    to load: `_load` (the source), `_restored` (a checkpoint's state is loaded), `_setup_splits`
+    (train/val/test from the source), `_restored_test_split` (all of `test_path`), `_check_training_data`
+    and `_predict_inputs`. `setup("predict")` and a restored `setup("test")` with `test_path` read the
+    user's files alone, without the training data.
+    """
+
+    # the sources `prepare_data` downloads (once per node)
+    download_sources: tuple[str, ...] = ()
+    # why `setup("predict")` failed without a checkpoint's state
+    predict_needs_state = "predicting needs the data state of a checkpoint"
 
     def __init__(self, batch_size: int = 64, num_workers: int = 0, pin_memory: bool = False, seed: int = 0) -> None:
         super().__init__()
@@ -68,6 +80,47 @@ class InMemoryDataModule(L.LightningDataModule):
         self.splits: dict[str, TensorSplit] = {}
         # filled by setup("predict") from the data module's `predict_path`
         self.predict_inputs: PredictInputs | None = None
+
+    def prepare_data(self) -> None:
+        # a checkpoint predicting or scoring a test file needs no download
+        reads_own_files = self._restored() and (self.hparams.predict_path or self.hparams.test_path)
+        if self.hparams.source in self.download_sources and not reads_own_files:
+            self._load()
+
+    def setup(self, stage: str | None = None) -> None:
+        if stage == "predict":
+            if self.predict_inputs is None:
+                if not self._restored():
+                    raise UserError(self.predict_needs_state)
+                self.predict_inputs = self._predict_inputs()
+            return
+        if self.splits:
+            return
+        if stage == "test" and self._restored():
+            if self.hparams.test_path:
+                self.splits = {"test": self._restored_test_split()}
+                return
+            self._check_training_data()
+        self._setup_splits()
+
+    def _load(self) -> Any:
+        raise NotImplementedError
+
+    def _restored(self) -> bool:
+        raise NotImplementedError
+
+    def _setup_splits(self) -> None:
+        """Fill `self.splits` (train/val/test) from the source, and the statistics if none were restored."""
+        raise NotImplementedError
+
+    def _restored_test_split(self) -> TensorSplit:
+        raise NotImplementedError
+
+    def _check_training_data(self) -> None:
+        """Eval without `test_path` cuts the test split from the training data: say so if it is gone."""
+
+    def _predict_inputs(self) -> PredictInputs:
+        raise NotImplementedError
 
     def _options(self) -> dict[str, Any]:
         return {

@@ -101,6 +101,13 @@ class ImageDataModule(InMemoryDataModule):
     each converted to the training images' shape, channels and pixel range.
     """
 
+    download_sources = ("hub",)
+    predict_needs_state = (
+        "predicting images needs the normalisation statistics and image shape a checkpoint stores; "
+        "none are loaded (no checkpoint, or one written before litforge stored the image shape: "
+        "retrain it). Use python -m litforge.predict ckpt_path=<file.ckpt> input=<images>."
+    )
+
     def __init__(
         self,
         source: str = "digits",
@@ -167,12 +174,6 @@ class ImageDataModule(InMemoryDataModule):
         """Whether a checkpoint's state is loaded, so new images can be read without the training data."""
         return self.mean is not None and self.image_shape is not None
 
-    def prepare_data(self) -> None:
-        # a checkpoint predicting or scoring a test folder needs no download
-        reads_own_files = self._restored() and (self.hparams.predict_path or self.hparams.test_path)
-        if self.hparams.source == "hub" and not reads_own_files:
-            self._load()
-
     def _carve(self, data: image_sources.ImageData) -> dict[str, TensorSplit]:
         """The source's splits, with validation and test cut from training where it has none (seeded)."""
         hp = self.hparams
@@ -190,17 +191,7 @@ class ImageDataModule(InMemoryDataModule):
             take=lambda s, i: TensorSplit(*(t[i] for t in s.tensors)),
         )
 
-    def setup(self, stage: str | None = None) -> None:
-        if stage == "predict":
-            self._setup_predict()
-            return
-        if self.splits:
-            return
-        if stage == "test" and self._restored():
-            if self.hparams.test_path:
-                self._setup_test_folder()
-                return
-            self._check_training_folder()
+    def _setup_splits(self) -> None:
         data = self._load()
         self.class_names = self.class_names or data.class_names
         self.image_shape = self.image_shape or list(data.splits["train"].tensors[0].shape[1:])
@@ -220,17 +211,16 @@ class ImageDataModule(InMemoryDataModule):
             self.hparams.test_path, "data.test_path", shape, self.pixel_max, self.class_names
         )
 
-    def _setup_test_folder(self) -> None:
-        """All of data.test_path as the test split: a checkpoint scored on new labelled images."""
+    def _restored_test_split(self) -> TensorSplit:
+        """All of data.test_path: a checkpoint scored on new labelled images."""
         split = self._read_test_folder()
-        self.splits = {"test": split}
         counts = torch.bincount(split.tensors[1], minlength=len(self.class_names)).tolist()
         log.info("test split: %d images from %s", len(split), Path(self.hparams.test_path).expanduser())
         per_class = ", ".join(f"{name} {count}" for name, count in zip(self.class_names, counts, strict=True))
         log.info("images per class: %s", per_class)
+        return split
 
-    def _check_training_folder(self) -> None:
-        """Eval without data.test_path cuts the test split from the training folder: say so if it is gone."""
+    def _check_training_data(self) -> None:
         hp = self.hparams
         key, folder = ("data.path", hp.path) if hp.path else ("data.train_path", hp.train_path)
         if hp.source == "folder" and folder and not Path(folder).expanduser().is_dir():
@@ -240,21 +230,13 @@ class ImageDataModule(InMemoryDataModule):
                 f"class folders>, or give the folder's new place with {key}=<folder>."
             )
 
-    def _setup_predict(self) -> None:
-        if self.predict_inputs is not None:
-            return
-        if not self._restored():
-            raise UserError(
-                "predicting images needs the normalisation statistics and image shape a checkpoint stores; "
-                "none are loaded (no checkpoint, or one written before litforge stored the image shape: "
-                "retrain it). Use python -m litforge.predict ckpt_path=<file.ckpt> input=<images>."
-            )
+    def _predict_inputs(self) -> PredictInputs:
         files = expand_inputs(self.hparams.predict_path, image_sources.IMAGE_SUFFIXES, "image")
         channels, height, width = self.image_shape
         read = partial(_read_batch, files, (channels, height, width), self.pixel_max)
-        self.predict_inputs = PredictInputs([str(f) for f in files], read)
         mode = image_sources.MODE_OF_CHANNELS[channels]
         log.info("%d images to predict, each converted to %s %dx%d", len(files), mode, height, width)
+        return PredictInputs([str(f) for f in files], read)
 
     def _normalise(self, images: Tensor) -> Tensor:
         mean, std = self.mean.to(images.device), self.std.to(images.device)

@@ -32,6 +32,12 @@ class TabularDataModule(InMemoryDataModule):
     `setup("predict")` the rows of `predict_path` (a file, a folder or a glob of table files).
     """
 
+    download_sources = ("california",)
+    predict_needs_state = (
+        "predicting rows needs the data state of a checkpoint (columns, scaling): "
+        "use python -m litforge.predict ckpt_path=<file.ckpt> input=<table file>"
+    )
+
     def __init__(
         self,
         source: str = "diabetes",
@@ -84,12 +90,6 @@ class TabularDataModule(InMemoryDataModule):
         """Whether a checkpoint's state is loaded, so new rows can be read without the training data."""
         return bool(self.stats) and self.feature_names is not None
 
-    def prepare_data(self) -> None:
-        # a checkpoint predicting or scoring a test file needs no download
-        reads_own_files = self._restored() and (self.hparams.predict_path or self.hparams.test_path)
-        if self.hparams.source == "california" and not reads_own_files:
-            self._load()
-
     def _select(self, table: tabular_sources.Table) -> tuple[Tensor, Tensor]:
         hp = self.hparams
         # names restored from a checkpoint win: the model expects those columns in that order
@@ -99,19 +99,8 @@ class TabularDataModule(InMemoryDataModule):
         self.feature_names, self.target_names = data.feature_names, data.target_names
         return torch.from_numpy(data.features), torch.from_numpy(data.targets)
 
-    def setup(self, stage: str | None = None) -> None:
-        if stage == "predict":
-            self._setup_predict()
-            return
-        if self.splits:
-            return
+    def _setup_splits(self) -> None:
         hp = self.hparams
-        if stage == "test" and self._restored():
-            if hp.test_path:
-                self.splits = {"test": self._test_file()}
-                log.info("test split: %d rows from data.test_path=%s", len(self.splits["test"]), hp.test_path)
-                return
-            self._check_training_file()
         features, targets = self._select(self._load())
         split_seed = hp.seed if hp.split_seed is None else hp.split_seed
         # a test file is the test split: only validation is cut from the rest
@@ -135,8 +124,12 @@ class TabularDataModule(InMemoryDataModule):
     def _test_file(self) -> TensorSplit:
         return TensorSplit(*self._select(tabular_sources.load_file(self.hparams.test_path, "data.test_path")))
 
-    def _check_training_file(self) -> None:
-        """Eval without data.test_path cuts the test split from the training file: say so if it is gone."""
+    def _restored_test_split(self) -> TensorSplit:
+        split = self._test_file()
+        log.info("test split: %d rows from data.test_path=%s", len(split), self.hparams.test_path)
+        return split
+
+    def _check_training_data(self) -> None:
         path = self.hparams.path
         if self.hparams.source == "file" and path and not Path(path).expanduser().is_file():
             raise UserError(
@@ -145,15 +138,8 @@ class TabularDataModule(InMemoryDataModule):
                 "target column>, or give the file's new place with data.path=<file>."
             )
 
-    def _setup_predict(self) -> None:
-        if self.predict_inputs is not None:
-            return
+    def _predict_inputs(self) -> PredictInputs:
         hp = self.hparams
-        if not self._restored():
-            raise UserError(
-                "predicting rows needs the data state of a checkpoint (columns, scaling): "
-                "use python -m litforge.predict ckpt_path=<file.ckpt> input=<table file>"
-            )
         files = expand_inputs(hp.predict_path, tabular_sources.FILE_SUFFIXES, "table file (CSV/TSV/parquet)")
         ids, parts = [], []
         for file in files:
@@ -162,8 +148,8 @@ class TabularDataModule(InMemoryDataModule):
             names = self._row_ids(table, rows)
             ids += [f"{file}:{name}" for name in names] if len(files) > 1 else names
             parts.append(torch.from_numpy(features))
-        self.predict_inputs = PredictInputs(ids, partial(_rows, torch.cat(parts)))
         log.info("%d rows to predict from %d file(s)", len(ids), len(files))
+        return PredictInputs(ids, partial(_rows, torch.cat(parts)))
 
     def _row_ids(self, table: tabular_sources.Table, rows: Any) -> list[str]:
         """Each kept row's data.id_column value, or its data row number (0: the first under the header)."""
