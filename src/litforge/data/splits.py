@@ -17,6 +17,16 @@ def split_indices(n: int, fractions: Sequence[float], seed: int) -> list[Tensor]
     return list(torch.split(order, sizes))
 
 
+def check_fractions(val_fraction: float, test_fraction: float) -> None:
+    """Refuse split fractions that leave nothing to train on, before any data is read."""
+    if not 0 <= val_fraction < 1 or not 0 <= test_fraction < 1 or val_fraction + test_fraction >= 1:
+        raise UserError(
+            f"data.val_fraction={val_fraction}, data.test_fraction={test_fraction}: give each in [0, 1) "
+            "and together below 1, so some data is left to train on (e.g. data.val_fraction=0.1 "
+            "data.test_fraction=0.1)"
+        )
+
+
 def carve_missing_splits(
     splits: dict[str, Any],
     val_fraction: float,

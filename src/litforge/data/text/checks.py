@@ -4,7 +4,7 @@ missing columns, empty texts, missing labels, labels the training split never ha
 import math
 from typing import Any
 
-from litforge.data.text.classification_sources import RawSplit
+from litforge.data.text.sources import RawSplit
 from litforge.utils.errors import UserError
 
 

@@ -10,10 +10,10 @@ from torch.utils.data import DataLoader
 from transformers import DataCollatorForLanguageModeling, DataCollatorForTokenClassification, DataCollatorWithPadding
 
 from litforge.data.loaders import EpochShuffle, own_generator, resumable_loader
-from litforge.data.splits import carve_missing_splits
-from litforge.data.text import classification_sources as text_sources
+from litforge.data.splits import carve_missing_splits, check_fractions
 from litforge.data.text import masked_lm_sources as mlm_sources
 from litforge.data.text import predict_inputs as text_predict
+from litforge.data.text.sources import check_training_file
 from litforge.data.text.tokenizer import (
     fingerprint,
     run_tokenizer,
@@ -118,11 +118,7 @@ class MaskedLMDataModule(L.LightningDataModule):
             raise UserError(f"data.source={source!r} is not one of {SOURCES}")
         if not 0 < mlm_probability < 1:
             raise UserError(f"data.mlm_probability={mlm_probability}: give the fraction of tokens to mask, in (0, 1)")
-        if not 0 <= val_fraction < 1 or not 0 <= test_fraction < 1 or val_fraction + test_fraction >= 1:
-            raise UserError(
-                f"data.val_fraction={val_fraction}, data.test_fraction={test_fraction}: each in [0, 1) "
-                "and together below 1, so some data is left to train on"
-            )
+        check_fractions(val_fraction, test_fraction)
         if batch_size < 1 or max_length < 4:
             raise UserError(f"data.batch_size={batch_size}, data.max_length={max_length}: give at least 1 and 4")
         self.save_hyperparameters()
@@ -177,7 +173,7 @@ class MaskedLMDataModule(L.LightningDataModule):
             texts = {"test": self._test_file()}
         else:
             if restored_test:
-                text_sources.check_training_file(hp.source, hp.train_file, "text file")
+                check_training_file(hp.source, hp.train_file, "text file")
             texts = self._load()
         for role, values in texts.items():
             if not values:

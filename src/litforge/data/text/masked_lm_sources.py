@@ -4,9 +4,9 @@ with the review sentences), a hub data set's text column, or the user's .txt/csv
 import random
 from pathlib import Path
 
-from litforge.data.text import checks as text_checks
-from litforge.data.text import classification_sources as text_sources
+from litforge.data.text.checks import check_columns
 from litforge.data.text.sentiment_corpus import generate_reviews
+from litforge.data.text.sources import FILE_FORMATS, load_hub, read_file
 from litforge.utils.errors import UserError
 
 # country, capital, language, continent: few enough facts that a tiny model learns them all,
@@ -37,7 +37,7 @@ TEMPLATES = (
     "{country} is a country in {continent}.",
     "{capital} is a city in {continent}.",
 )
-TEXT_FORMATS = {".txt", *text_sources.FILE_FORMATS}
+TEXT_FORMATS = {".txt", *FILE_FORMATS}
 
 
 def generate_corpus(num_examples: int, seed: int) -> list[str]:
@@ -69,14 +69,14 @@ def read_text_file(path: str, key: str, text_column: str) -> list[str]:
         if not file.is_file():
             raise UserError(f"{key}={path}: no such file.")
         return non_blank(file.read_text(encoding="utf-8").splitlines())
-    split = text_sources.read_file(path, key)
-    text_checks.check_columns({"file": split}, {"data.text_column": text_column})
+    split = read_file(path, key)
+    check_columns({"file": split}, {"data.text_column": text_column})
     return non_blank(split.read(text_column))
 
 
 def read_hub(
     name: str, config_name: str | None, cache_dir: str, splits: dict[str, str | None], text_column: str
 ) -> dict[str, list[str]]:
-    raw = text_sources.load_hub(name, config_name, cache_dir, splits)
-    text_checks.check_columns(raw, {"data.text_column": text_column})
+    raw = load_hub(name, config_name, cache_dir, splits)
+    check_columns(raw, {"data.text_column": text_column})
     return {role: non_blank(split.read(text_column)) for role, split in raw.items()}

@@ -5,11 +5,12 @@ from pathlib import Path
 from typing import Any
 
 from litforge.data.inputs import expand_inputs
-from litforge.data.text import checks as text_checks
-from litforge.data.text import classification_sources as text_sources
+from litforge.data.text.checks import check_columns
+from litforge.data.text.checks import read_texts as read_column
+from litforge.data.text.sources import FILE_FORMATS, read_file
 from litforge.utils.errors import UserError
 
-TEXT_SUFFIXES = {".txt", *text_sources.FILE_FORMATS}
+TEXT_SUFFIXES = {".txt", *FILE_FORMATS}
 KEY = "input"
 
 
@@ -34,9 +35,9 @@ def text_lines(file: Path) -> tuple[list[int], list[str]]:
 
 
 def _table(file: Path, columns: dict[str, str]) -> tuple[list[int], dict[str, list[str]]]:
-    split = text_sources.read_file(str(file), KEY)
-    text_checks.check_columns({"input": split}, columns)
-    read = {name: text_checks.read_texts(split, column) for name, column in columns.items()}
+    split = read_file(str(file), KEY)
+    check_columns({"input": split}, columns)
+    read = {name: read_column(split, column) for name, column in columns.items()}
     # rows numbered as in table predictions: 0 for the first data row
     return list(range(len(read["text"]))), read
 
@@ -68,6 +69,15 @@ def read_texts(spec: str, text_column: str, pair_column: str | None = None) -> t
     if not ids:
         raise UserError(f"{KEY}={spec} holds no text: give at least one non-blank line or row.")
     return ids, texts
+
+
+def encode_inputs(tokenizer: Any, columns: dict[str, list[str]], max_length: int) -> tuple[Any, list[dict[str, Any]]]:
+    """The texts (`read_texts`'s columns) encoded and cut at `max_length` tokens as in training,
+    and each row's model inputs."""
+    encoded = tokenizer(*columns.values(), truncation=True, max_length=max_length)
+    names = [k for k in tokenizer.model_input_names if k in encoded]
+    rows = [{k: encoded[k][row] for k in names} for row in range(len(encoded["input_ids"]))]
+    return encoded, rows
 
 
 class KeepFields:

@@ -9,11 +9,11 @@ from torch.utils.data import DataLoader
 from transformers import DataCollatorForTokenClassification
 
 from litforge.data.loaders import EpochShuffle, own_generator, resumable_loader
-from litforge.data.splits import carve_missing_splits
-from litforge.data.text import classification_sources as text_sources
+from litforge.data.splits import carve_missing_splits, check_fractions
 from litforge.data.text import predict_inputs as text_predict
 from litforge.data.text import token_classification_sources as token_sources
 from litforge.data.text.conll import SCHEMES, Sentence, read_tagged_file, to_iob2
+from litforge.data.text.sources import check_training_file
 from litforge.data.text.token_align import align_labels, subtoken_counts, word_windows
 from litforge.data.text.tokenizer import run_tokenizer, tokenizer_files, tokenizer_from_files
 from litforge.utils.errors import UserError
@@ -123,6 +123,7 @@ class TokenDataModule(L.LightningDataModule):
         for key, value, valid in (("source", source, SOURCES), ("overflow", overflow, OVERFLOW)):
             if value not in valid:
                 raise UserError(f"data.{key}={value!r} is not one of {valid}")
+        check_fractions(val_fraction, test_fraction)
         if tag_scheme not in SCHEMES:
             raise UserError(f"data.tag_scheme={tag_scheme!r} is not one of {SCHEMES}")
         if batch_size < 1 or max_length < 4:
@@ -179,7 +180,7 @@ class TokenDataModule(L.LightningDataModule):
             loaded = {"test": self._test_file()}
         else:
             if roles == ("test",) and self._restored():
-                text_sources.check_training_file(hp.source, hp.train_file, "CoNLL or jsonl file")
+                check_training_file(hp.source, hp.train_file, "CoNLL or jsonl file")
             loaded = self._load()
         raw = {
             role: [Sentence(s.words, to_iob2(s.tags, hp.tag_scheme, s.where), s.where) for s in sentences]

@@ -7,13 +7,12 @@ import re
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from litforge.data.hub import load_hub_dataset
 from litforge.data.inputs import expand_inputs
 from litforge.data.text.conll import Sentence, read_conll, read_tagged_file
 from litforge.data.text.ner_corpus import generate_sentences
+from litforge.data.text.sources import hub_splits
 from litforge.utils.errors import UserError
 
-ROLE_KEYS = {"train": "train", "validation": "val", "test": "test"}
 # words of raw text: runs of letters/digits (with inner hyphens or apostrophes) or one punctuation mark
 WORD = re.compile(r"\w+(?:[-']\w+)*|[^\w\s]")
 # the last column of a CoNLL line: O or a tag of IOB/BIOES
@@ -54,17 +53,8 @@ def load_hub(
     tag_column: Any,
 ) -> dict[str, list[Sentence]]:
     """The named splits of a hub data set with a list-of-tokens and a list-of-tags column."""
-
-    loaded = load_hub_dataset(name, config_name, cache_dir)
     raw = {}
-    for role, split in splits.items():
-        if split is None:
-            continue
-        if split not in loaded:
-            raise UserError(
-                f"data.{ROLE_KEYS[role]}_split={split}: {name} has no such split; its splits are {sorted(loaded)}."
-            )
-        dataset = loaded[split]
+    for role, split, dataset in hub_splits(name, config_name, cache_dir, splits):
         for key, column in (("data.token_column", token_column), ("data.tag_column", tag_column)):
             if column not in dataset.column_names:
                 raise UserError(

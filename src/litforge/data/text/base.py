@@ -1,0 +1,198 @@
+"""What the Hugging Face text data modules share: the three sources, split fractions, reading only a
+test file once a checkpoint's state is loaded, the run's tokenizer, loaders and the checkpointed
+state (tokenizer files, and label names for the labelled tasks)."""
+
+import logging
+from typing import Any
+
+import lightning.pytorch as L
+from torch.utils.data import DataLoader, Sampler
+
+from litforge.data.loaders import EpochShuffle, own_generator, resumable_loader
+from litforge.data.splits import check_fractions
+from litforge.data.text.predict_inputs import require_trained_tokenizer
+from litforge.data.text.sources import check_training_file
+from litforge.data.text.tokenizer import run_tokenizer, tokenizer_files, tokenizer_from_files
+from litforge.utils.errors import UserError
+
+log = logging.getLogger(__name__)
+
+SOURCES = ("generated", "hub", "files")
+SPLITS = ("train", "validation", "test")
+STAGE_SPLITS = {"fit": ("train", "validation"), "validate": ("validation",), "test": ("test",)}
+
+
+class HFTextDataModule(L.LightningDataModule):
+    """A text data module: subclasses say how each source loads (`_load_generated`, `_load_files`,
+    `_load_hub`, `_test_file`), how raw splits become checked examples (`_prepare`), and how those
+    are encoded (`_encode`, `_predict_examples`) and batched (`_collator`).
+
+    The constructor checks the values every text module takes; the subclass's own constructor
+    calls `save_hyperparameters`, so its parameters are the config keys.
+    """
+
+    # the config's example of a hub id, for the message when data.name is missing
+    hub_example = ""
+    # file kind named when testing a checkpoint needs the training file back (data.test_path=<...>)
+    file_kind = "file"
+    # where tokenizers trained on the training text are cached, under data_dir
+    cache = "text_cache"
+    # whether label names (`id2label`) are part of the data's state, beside the tokenizer
+    labelled = True
+
+    def __init__(
+        self, source: str, batch_size: int, max_length: int, val_fraction: float, test_fraction: float
+    ) -> None:
+        super().__init__()
+        if source not in SOURCES:
+            raise UserError(f"data.source={source!r} is not one of {SOURCES}")
+        check_fractions(val_fraction, test_fraction)
+        if batch_size < 1 or max_length < 4:
+            raise UserError(f"data.batch_size={batch_size}, data.max_length={max_length}: give at least 1 and 4")
+        # an attribute, so Lightning's batch-size finder can scale it
+        self.batch_size = batch_size
+        self.id2label: list[str] | None = None
+        self.tokenizer: Any = None
+        self.tokenizer_files: dict[str, str] | None = None
+        self.examples: dict[str, Any] = {}
+        self.splits: dict[str, Any] = {}
+
+    @property
+    def test_path(self) -> str | None:
+        return self.hparams.test_path or self.hparams.test_file
+
+    def _restored(self) -> bool:
+        """Whether a checkpoint's state is loaded, so new data can be read without the training data."""
+        return self.tokenizer is not None and (self.id2label is not None or not self.labelled)
+
+    def _load_generated(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def _load_files(self) -> dict[str, Any]:
+        """The user's files, the test file (`test_path`) included."""
+        raise NotImplementedError
+
+    def _load_hub(self, splits: dict[str, str | None]) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def _test_file(self) -> Any:
+        raise NotImplementedError
+
+    def _load(self) -> dict[str, Any]:
+        hp = self.hparams
+        if hp.source == "generated":
+            raw = self._load_generated()
+        elif hp.source == "files":
+            return self._load_files()
+        elif not hp.name:
+            raise UserError(f"data.source=hub needs data.name, a hub id such as {self.hub_example}")
+        else:
+            test_split = None if self.test_path else hp.test_split
+            raw = self._load_hub({"train": hp.train_split, "validation": hp.val_split, "test": test_split})
+        if self.test_path:
+            raw["test"] = self._test_file()
+        return raw
+
+    def prepare_data(self) -> None:
+        # a checkpoint predicting or scoring a file of its own needs no download
+        own_files = self._restored() and (self.hparams.predict_path or self.test_path)
+        if self.hparams.source == "hub" and not own_files:
+            self._load()
+
+    def _read(self, roles: tuple[str, ...]) -> dict[str, Any]:
+        """The raw splits `roles` need: a restored module with a test file reads only that for
+        testing, else every split is read (`_prepare` cuts val/test from training where missing)."""
+        restored_test = roles == ("test",) and self._restored()
+        if restored_test and self.test_path:
+            return {"test": self._test_file()}
+        if restored_test:
+            check_training_file(self.hparams.source, self.hparams.train_file, self.file_kind)
+        return self._load()
+
+    def _prepare(self, raw: dict[str, Any]) -> dict[str, Any]:
+        """The raw splits as checked examples, all checked before anything is written."""
+        raise NotImplementedError
+
+    def _training_texts(self) -> list[str]:
+        """The training text a tokenizer is trained on."""
+        raise NotImplementedError
+
+    def _encode(self, role: str) -> Any:
+        raise NotImplementedError
+
+    def _set_tokenizer(self, tokenizer: Any, files: dict[str, str] | None = None) -> None:
+        self.tokenizer = tokenizer
+        self.tokenizer_files = files or tokenizer_files(tokenizer)
+
+    def setup(self, stage: str | None = None) -> None:
+        if stage == "predict":
+            if "predict" not in self.splits:
+                require_trained_tokenizer(self.tokenizer, " and label names" if self.labelled else "")
+                self.splits["predict"] = self._predict_examples()
+            return
+        roles = STAGE_SPLITS.get(stage or "", SPLITS)
+        if any(role not in self.examples for role in roles):
+            self.examples = self._prepare(self._read(roles))
+        if self.tokenizer is None:
+            self._set_tokenizer(run_tokenizer(self.hparams, self._training_texts, self.cache))
+        for role in roles:
+            if role not in self.splits:
+                self.splits[role] = self._encode(role)
+
+    def _predict_examples(self) -> list[dict[str, Any]]:
+        """The inputs `predict_path` names, encoded in memory (nothing cached for one-off inputs)."""
+        raise NotImplementedError
+
+    def _collator(self) -> Any:
+        raise NotImplementedError
+
+    def _predict_collator(self) -> Any:
+        raise NotImplementedError
+
+    def _train_sampler(self) -> Sampler:
+        return EpochShuffle(len(self.splits["train"]), self.hparams.seed)
+
+    def _train_collator(self) -> Any:
+        return self._collator()
+
+    def _options(self) -> dict[str, Any]:
+        hp = self.hparams
+        return {
+            "num_workers": hp.num_workers,
+            "pin_memory": hp.pin_memory,
+            "persistent_workers": hp.num_workers > 0,
+            "generator": own_generator(hp.seed),
+        }
+
+    def _loader(self, role: str, collate: Any) -> DataLoader:
+        return DataLoader(self.splits[role], batch_size=self.batch_size, collate_fn=collate, **self._options())
+
+    def train_dataloader(self) -> DataLoader:
+        train, collate = self.splits["train"], self._train_collator()
+        return resumable_loader(
+            train, self.batch_size, self._train_sampler(), self.trainer, collate_fn=collate, **self._options()
+        )
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("validation", self._collator())
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", self._collator())
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._loader("predict", self._predict_collator())
+
+    def model_kwargs(self) -> dict[str, Any]:
+        """What the model needs from the data: the tokenizer's files (and label names)."""
+        return self.state_dict()
+
+    def state_dict(self) -> dict[str, Any]:
+        """What eval and predict need besides the weights: label names and the tokenizer's files."""
+        if self.labelled:
+            return {"id2label": self.id2label, "tokenizer_files": self.tokenizer_files}
+        return {"tokenizer_files": self.tokenizer_files}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if self.labelled:
+            self.id2label = state["id2label"]
+        self._set_tokenizer(tokenizer_from_files(state["tokenizer_files"]), state["tokenizer_files"])
