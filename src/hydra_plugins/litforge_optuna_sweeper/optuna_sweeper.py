@@ -101,7 +101,7 @@ def objective_values(job: JobReturn, n_objectives: int) -> list[float] | None:
     """The job's returned value(s) as floats, or None when the trial must count as failed."""
     if job.status != JobStatus.COMPLETED:
         return None
-    value = job._return_value
+    value = job.return_value
     values = list(value) if isinstance(value, list | tuple) else [value]
     try:
         floats = [float(v) for v in values]

@@ -7,6 +7,7 @@ from matplotlib.figure import Figure
 from torch import Tensor
 
 from litforge.tasks.optim import configure_optimization
+from litforge.utils.compat import logs_this_step
 
 
 class TaskModule(L.LightningModule):
@@ -29,7 +30,7 @@ class TaskModule(L.LightningModule):
         weighted = loss.detach() * batch_size
         self._train_loss_sum = weighted if self._train_loss_sum is None else self._train_loss_sum + weighted
         self._train_loss_count += batch_size
-        if self.trainer._logger_connector.should_update_logs:
+        if logs_this_step(self.trainer):
             self.log(
                 "train/loss_step", loss.detach(), on_step=True, on_epoch=False, prog_bar=True, batch_size=batch_size
             )

@@ -11,6 +11,7 @@ from torch import Tensor
 from litforge.data.text.tokenizer import tokenizer_from_files
 from litforge.tasks.base import TaskModule
 from litforge.tasks.hf_backbone import build_backbone, checkpoint_backbone, input_names
+from litforge.utils.compat import attached_trainer
 from litforge.utils.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -60,7 +61,7 @@ class HFTaskModule(TaskModule):
     def export(self, target: str) -> None:
         """The model (best checkpoint's weights where one was kept) and tokenizer via save_pretrained:
         a folder `transformers.pipeline` and `from_pretrained` load, and litforge takes as a backbone."""
-        callback = self.trainer.checkpoint_callback if self._trainer is not None else None
+        callback = getattr(attached_trainer(self), "checkpoint_callback", None)
         best = getattr(callback, "best_model_path", "") if callback is not None else ""
         state = None
         if best:

@@ -16,6 +16,7 @@ from litforge.tracking.settings import (
     resolve_tracking_uri,
 )
 from litforge.tracking.sweep import PARENT_TAG, SWEEP_TAG, find_sweep_parent
+from litforge.utils.compat import mlflow_client, mlflow_run_id, mlflow_tracking_uri, set_mlflow_client
 
 log = logging.getLogger(__name__)
 
@@ -59,13 +60,13 @@ class MLflowRunLogger(MLFlowLogger):
                 tags=tags,
                 **kwargs,
             )
-        self._mlflow_client = OutageTolerantClient(self._mlflow_client, uri, retry_every or 60)
+        set_mlflow_client(self, OutageTolerantClient(mlflow_client(self), uri, retry_every or 60))
         self.log_best_checkpoint = log_best_checkpoint or bool(registered_model_name)
         self.registered_model_name = registered_model_name
         sweep = sweep_dir()
         if sweep:
             self.tags[SWEEP_TAG] = sweep
-            parent = find_sweep_parent(self._mlflow_client, experiment_name, sweep)
+            parent = find_sweep_parent(mlflow_client(self), experiment_name, sweep)
             if parent:
                 self.tags[PARENT_TAG] = parent
             else:
@@ -75,16 +76,16 @@ class MLflowRunLogger(MLFlowLogger):
 
     def report_outage(self, kept_locally: str) -> None:
         """At the end of the run: send what an outage kept back, or say what the tracker lacks."""
-        client = self._mlflow_client
+        client = mlflow_client(self)
         if client.flush():
             return
         log.warning(
             "MLflow: %s has not answered since %s (%s), so run %s lacks what was logged since then "
             "(%s). Nothing else is lost: %s.",
-            self._tracking_uri,
+            mlflow_tracking_uri(self),
             f"{client.down_since:%Y-%m-%d %H:%M:%S}",
             client.error,
-            self._run_id,
+            mlflow_run_id(self),
             client.unsent(),
             kept_locally,
         )

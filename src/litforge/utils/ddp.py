@@ -13,6 +13,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+from litforge.utils.compat import set_hydra_subprocess_cmd
 from litforge.utils.config import run_tags
 
 # What Lightning's launcher writes into os.environ of the launching process.
@@ -60,17 +61,14 @@ def save_job_config(cfg: DictConfig) -> None:
 @contextmanager
 def ddp_ranks_follow_the_job(cfg: DictConfig) -> Iterator[None]:
     """Start DDP ranks from the job's config, and leave no launcher state to the next job."""
-    from lightning.pytorch.strategies.launchers import subprocess_script
-
     before = {k: os.environ.get(k) for k in LAUNCHER_ENV}
     if "LOCAL_RANK" not in os.environ:
         save_job_config(cfg)
-    original = subprocess_script._hydra_subprocess_cmd
-    subprocess_script._hydra_subprocess_cmd = job_subprocess_cmd
+    original = set_hydra_subprocess_cmd(job_subprocess_cmd)
     try:
         yield
     finally:
-        subprocess_script._hydra_subprocess_cmd = original
+        set_hydra_subprocess_cmd(original)
         import torch.distributed
 
         # the next job of a sweep must form its own process group with its own ranks

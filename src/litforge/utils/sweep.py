@@ -13,11 +13,11 @@ from hydra.core.utils import JobReturn, JobStatus
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+from litforge.utils.compat import BASIC_SWEEPER, job_result
 from litforge.utils.errors import UserError
 
 log = logging.getLogger(__name__)
 
-BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
 FIELDS = ["job", "status", "value", "error", "overrides"]
 # the sweeps of this process whose jobs failed under the basic sweeper: main() exits non-zero for them
 _failed_sweeps: list[str] = []
@@ -58,11 +58,11 @@ class SweepResults(Callback):
         if config.hydra.mode.name != "MULTIRUN":
             return
         failed = job_return.status == JobStatus.FAILED
-        error = job_return._return_value if failed else None
+        error = job_result(job_return) if failed else None
         record = {
             "job": config.hydra.job.num,
             "status": job_return.status.name,
-            "value": None if failed else job_return._return_value,
+            "value": None if failed else job_return.return_value,
             "error": _describe(error) if failed else None,
             "overrides": list(job_return.overrides or []),
         }
@@ -75,7 +75,7 @@ class SweepResults(Callback):
             log.error("job %s failed:", record["job"], exc_info=error)
         if config.hydra.sweeper.get("_target_") == BASIC_SWEEPER:
             # recorded above; what the basic sweeper gets back must not re-raise (class docstring)
-            job_return.status, job_return._return_value = JobStatus.COMPLETED, None
+            job_return.status, job_return.return_value = JobStatus.COMPLETED, None
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
