@@ -39,6 +39,8 @@ class HFTextDataModule(L.LightningDataModule):
     cache = "text_cache"
     # whether label names (`id2label`) are part of the data's state, beside the tokenizer
     labelled = True
+    # what the label names are called in messages
+    label_kind = "label names"
 
     def __init__(
         self, source: str, batch_size: int, max_length: int, val_fraction: float, test_fraction: float
@@ -127,7 +129,7 @@ class HFTextDataModule(L.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if stage == "predict":
             if "predict" not in self.splits:
-                require_trained_tokenizer(self.tokenizer, " and label names" if self.labelled else "")
+                require_trained_tokenizer(self.tokenizer, f" and {self.label_kind}" if self.labelled else "")
                 self.splits["predict"] = self._predict_examples()
             return
         roles = STAGE_SPLITS.get(stage or "", SPLITS)
@@ -159,7 +161,8 @@ class HFTextDataModule(L.LightningDataModule):
         hp = self.hparams
         return {
             "num_workers": hp.num_workers,
-            "pin_memory": hp.pin_memory,
+            # a module without a data.pin_memory key (token tagging) does not pin
+            "pin_memory": hp.get("pin_memory", False),
             "persistent_workers": hp.num_workers > 0,
             "generator": own_generator(hp.seed),
         }

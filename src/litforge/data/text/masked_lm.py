@@ -5,30 +5,16 @@ import logging
 from pathlib import Path
 from typing import Any
 
-import lightning.pytorch as L
-from torch.utils.data import DataLoader
 from transformers import DataCollatorForLanguageModeling, DataCollatorForTokenClassification, DataCollatorWithPadding
 
-from litforge.data.loaders import EpochShuffle, own_generator, resumable_loader
-from litforge.data.splits import carve_missing_splits, check_fractions
+from litforge.data.splits import carve_missing_splits
 from litforge.data.text import masked_lm_sources as mlm_sources
-from litforge.data.text import predict_inputs as text_predict
-from litforge.data.text.sources import check_training_file
-from litforge.data.text.tokenizer import (
-    fingerprint,
-    run_tokenizer,
-    texts_fingerprint,
-    tokenizer_files,
-    tokenizer_fingerprint,
-    tokenizer_from_files,
-)
+from litforge.data.text.base import HFTextDataModule
+from litforge.data.text.predict_inputs import KeepFields, read_texts
+from litforge.data.text.tokenizer import fingerprint, texts_fingerprint, tokenizer_fingerprint
 from litforge.utils.errors import UserError
 
 log = logging.getLogger(__name__)
-
-SOURCES = ("generated", "hub", "files")
-SPLITS = ("train", "validation", "test")
-STAGE_SPLITS = {"fit": ("train", "validation"), "validate": ("validation",), "test": ("test",)}
 
 
 def encode(tokenizer: Any, texts: list[str], max_length: int, line_by_line: bool) -> dict[str, list]:
@@ -68,7 +54,7 @@ class PadOffsets:
         return self.collator(padded)
 
 
-class MaskedLMDataModule(L.LightningDataModule):
+class MaskedLMDataModule(HFTextDataModule):
     """Texts from the generated corpus, a hub data set or the user's files, and the tokenizer
     (pretrained, or WordPiece trained on the training text) handed to the model.
 
@@ -78,9 +64,14 @@ class MaskedLMDataModule(L.LightningDataModule):
 
     `test_path` (`test_file` is its older name) is the test file of any source. With a
     checkpoint's tokenizer loaded, `setup("test")` reads that file alone and `setup("predict")`
-    the texts with mask tokens that `predict_path` names (see text_predict.read_texts), one
+    the texts with mask tokens that `predict_path` names (see predict_inputs.read_texts), one
     example each, cut at `max_length` tokens as in training: neither needs the training data.
     """
+
+    hub_example = "wikitext"
+    file_kind = "text file"
+    cache = "mlm_cache"
+    labelled = False
 
     def __init__(
         self,
@@ -113,105 +104,52 @@ class MaskedLMDataModule(L.LightningDataModule):
         pin_memory: bool = False,
         predict_path: str | None = None,
     ) -> None:
-        super().__init__()
-        if source not in SOURCES:
-            raise UserError(f"data.source={source!r} is not one of {SOURCES}")
+        super().__init__(source, batch_size, max_length, val_fraction, test_fraction)
         if not 0 < mlm_probability < 1:
             raise UserError(f"data.mlm_probability={mlm_probability}: give the fraction of tokens to mask, in (0, 1)")
-        check_fractions(val_fraction, test_fraction)
-        if batch_size < 1 or max_length < 4:
-            raise UserError(f"data.batch_size={batch_size}, data.max_length={max_length}: give at least 1 and 4")
         self.save_hyperparameters()
-        self.batch_size = batch_size
-        self.tokenizer: Any = None
-        self.tokenizer_files: dict[str, str] | None = None
-        self.texts: dict[str, list[str]] = {}
-        self.splits: dict[str, Any] = {}
 
     @property
-    def test_path(self) -> str | None:
-        return self.hparams.test_path or self.hparams.test_file
+    def texts(self) -> dict[str, list[str]]:
+        """Each split's texts."""
+        return self.examples
+
+    def _load_generated(self) -> dict[str, list[str]]:
+        return {"train": mlm_sources.generate_corpus(self.hparams.num_examples, self.hparams.seed)}
+
+    def _load_files(self) -> dict[str, list[str]]:
+        hp = self.hparams
+        return mlm_sources.load_files(hp.train_file, hp.val_file, self.test_path, hp.text_column)
+
+    def _load_hub(self, splits: dict[str, str | None]) -> dict[str, list[str]]:
+        hp = self.hparams
+        return mlm_sources.read_hub(hp.name, hp.config_name, hp.data_dir, splits, hp.text_column)
 
     def _test_file(self) -> list[str]:
         return mlm_sources.read_text_file(self.test_path, "data.test_path", self.hparams.text_column)
 
-    def _load(self) -> dict[str, list[str]]:
+    def _prepare(self, raw: dict[str, list[str]]) -> dict[str, list[str]]:
+        """The splits' texts, none empty, validation and test cut from training (seeded) where missing."""
         hp = self.hparams
-        if hp.source == "generated":
-            texts = {"train": mlm_sources.generate_corpus(hp.num_examples, hp.seed)}
-        elif hp.source == "files":
-            if not hp.train_file:
-                raise UserError("data.train_file is not set: give a .txt (one text a line), csv, jsonl or parquet file")
-            files = {"train": hp.train_file, "validation": hp.val_file}
-            keys = {"train": "data.train_file", "validation": "data.val_file"}
-            texts = {r: mlm_sources.read_text_file(f, keys[r], hp.text_column) for r, f in files.items() if f}
-        elif not hp.name:
-            raise UserError("data.source=hub needs data.name, a hub id such as wikitext")
-        else:
-            splits = {
-                "train": hp.train_split,
-                "validation": hp.val_split,
-                "test": None if self.test_path else hp.test_split,
-            }
-            texts = mlm_sources.read_hub(hp.name, hp.config_name, hp.data_dir, splits, hp.text_column)
-        if self.test_path:
-            texts["test"] = self._test_file()
-        return texts
-
-    def prepare_data(self) -> None:
-        # a checkpoint predicting or scoring a file of its own needs no download
-        own_files = self.tokenizer is not None and (self.hparams.predict_path or self.test_path)
-        if self.hparams.source == "hub" and not own_files:
-            self._load()
-
-    def _read(self, roles: tuple[str, ...]) -> dict[str, list[str]]:
-        """The splits' texts: a restored module with a test file reads only that for testing, else
-        every split is read, validation and test cut from training (seeded) where missing."""
-        hp = self.hparams
-        restored_test = roles == ("test",) and self.tokenizer is not None
-        if restored_test and self.test_path:
-            texts = {"test": self._test_file()}
-        else:
-            if restored_test:
-                check_training_file(hp.source, hp.train_file, "text file")
-            texts = self._load()
-        for role, values in texts.items():
-            if not values:
+        for role, texts in raw.items():
+            if not texts:
                 raise UserError(f"the {role} split holds no text (data.source={hp.source}): give a non-empty one")
-        if "train" in texts:
-            carve_missing_splits(texts, hp.val_fraction, hp.test_fraction, hp.seed)
-        return texts
+        if "train" not in raw:
+            return raw
+        return carve_missing_splits(raw, hp.val_fraction, hp.test_fraction, hp.seed)
+
+    def _training_texts(self) -> list[str]:
+        return self.texts["train"]
 
     def _set_tokenizer(self, tokenizer: Any, files: dict[str, str] | None = None) -> None:
         if tokenizer.mask_token is None:
             raise UserError(f"data.tokenizer={self.hparams.tokenizer} has no mask token, so it cannot do masked LM")
-        self.tokenizer = tokenizer
-        self.tokenizer_files = files or tokenizer_files(tokenizer)
+        super()._set_tokenizer(tokenizer, files)
 
-    def setup(self, stage: str | None = None) -> None:
-        if stage == "predict":
-            self._setup_predict()
-            return
-        roles = STAGE_SPLITS.get(stage or "", SPLITS)
-        if any(role not in self.texts for role in roles):
-            self.texts = self._read(roles)
-        if self.tokenizer is None:
-            train = self.texts["train"]
-            self._set_tokenizer(run_tokenizer(self.hparams, lambda: train, "mlm_cache"))
-        for role in roles:
-            if role not in self.splits:
-                tokens = self._tokenize(role)
-                self.splits[role] = tokens if role == "train" else self._mask_once(tokens)
-                if role == "test" and self.test_path:
-                    log.info("test split: %d texts from %s", len(self.texts["test"]), self.test_path)
-
-    def _setup_predict(self) -> None:
+    def _predict_examples(self) -> list[dict[str, Any]]:
         """The texts `predict_path` names, each needing a mask token that survives truncation."""
-        if "predict" in self.splits:
-            return
         hp = self.hparams
-        text_predict.require_trained_tokenizer(self.tokenizer, "")
-        ids, columns = text_predict.read_texts(hp.predict_path, hp.text_column)
+        ids, columns = read_texts(hp.predict_path, hp.text_column)
         texts, mask = columns["text"], self.tokenizer.mask_token
         encoded = self.tokenizer(texts, truncation=True, max_length=hp.max_length)
         names = [k for k in self.tokenizer.model_input_names if k in encoded]
@@ -225,7 +163,17 @@ class MaskedLMDataModule(L.LightningDataModule):
                 )
             examples.append({**{k: encoded[k][row] for k in names}, "id": id_, "text": text})
         log.info("predict: %d texts from %s", len(examples), hp.predict_path)
-        self.splits["predict"] = examples
+        return examples
+
+    def _encode(self, role: str) -> Any:
+        """The split's tokens; validation and test masked once."""
+        tokens = self._tokenize(role)
+        if role == "train":
+            return tokens
+        masked = self._mask_once(tokens)
+        if role == "test" and self.test_path:
+            log.info("test split: %d texts from %s", len(self.texts["test"]), self.test_path)
+        return masked
 
     def _tokenize(self, role: str) -> Any:
         import datasets
@@ -234,7 +182,7 @@ class MaskedLMDataModule(L.LightningDataModule):
         key = fingerprint(
             texts_fingerprint(self.texts[role]), tokenizer_fingerprint(self.tokenizer), hp.max_length, hp.line_by_line
         )
-        cache_file = Path(hp.data_dir) / "mlm_cache" / "tokens" / f"{role}-{key}.arrow"
+        cache_file = Path(hp.data_dir) / self.cache / "tokens" / f"{role}-{key}.arrow"
         if cache_file.is_file():
             dataset = datasets.Dataset.from_file(str(cache_file))
         else:
@@ -255,7 +203,7 @@ class MaskedLMDataModule(L.LightningDataModule):
         )
         return dataset
 
-    def _collator(self, seed: int | None) -> PadOffsets:
+    def _masker(self, seed: int | None) -> PadOffsets:
         hp = self.hparams
         # whole words are only ever replaced by [MASK]: the collator has no 80/10/10 for them
         replace = {"mask_replace_prob": 1.0, "random_replace_prob": 0.0} if hp.whole_word_mask else {}
@@ -269,7 +217,7 @@ class MaskedLMDataModule(L.LightningDataModule):
         in every validation pass, and independent of the batch size."""
         import datasets
 
-        collator = self._collator(self.hparams.seed)
+        collator = self._masker(self.hparams.seed)
         masked: dict[str, list] = {"input_ids": [], "labels": []}
         for example in dataset:
             batch = collator([example])
@@ -278,50 +226,13 @@ class MaskedLMDataModule(L.LightningDataModule):
         masked["attention_mask"] = [[1] * len(ids) for ids in masked["input_ids"]]
         return datasets.Dataset.from_dict(masked)
 
-    def _options(self) -> dict[str, Any]:
-        hp = self.hparams
-        return {
-            "num_workers": hp.num_workers,
-            "pin_memory": hp.pin_memory,
-            "persistent_workers": hp.num_workers > 0,
-            "generator": own_generator(hp.seed),
-        }
-
-    def _loader(self, role: str) -> DataLoader:
-        collator = DataCollatorForTokenClassification(self.tokenizer)
-        return DataLoader(self.splits[role], batch_size=self.batch_size, collate_fn=collator, **self._options())
-
-    def train_dataloader(self) -> DataLoader:
-        sampler = EpochShuffle(len(self.splits["train"]), self.hparams.seed)
+    def _train_collator(self) -> PadOffsets:
         # training masks with the global torch generator, which Lightning seeds (workers too)
-        collator = self._collator(None)
-        return resumable_loader(
-            self.splits["train"], self.batch_size, sampler, self.trainer, collate_fn=collator, **self._options()
-        )
+        return self._masker(None)
 
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("validation")
+    def _collator(self) -> DataCollatorForTokenClassification:
+        """Validation and test come masked: padding ids and labels (-100) is all that is left."""
+        return DataCollatorForTokenClassification(self.tokenizer)
 
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test")
-
-    def predict_dataloader(self) -> DataLoader:
-        hp = self.hparams
-        return DataLoader(
-            self.splits["predict"],
-            batch_size=self.batch_size,
-            collate_fn=text_predict.KeepFields(DataCollatorWithPadding(self.tokenizer), ("id", "text")),
-            num_workers=hp.num_workers,
-            pin_memory=hp.pin_memory,
-            persistent_workers=hp.num_workers > 0,
-        )
-
-    def model_kwargs(self) -> dict[str, Any]:
-        return {"tokenizer_files": self.tokenizer_files}
-
-    def state_dict(self) -> dict[str, Any]:
-        """The tokenizer's files: what eval and predict need besides the weights."""
-        return {"tokenizer_files": self.tokenizer_files}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self._set_tokenizer(tokenizer_from_files(state["tokenizer_files"]), state["tokenizer_files"])
+    def _predict_collator(self) -> KeepFields:
+        return KeepFields(DataCollatorWithPadding(self.tokenizer), ("id", "text"))

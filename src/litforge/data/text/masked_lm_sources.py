@@ -74,6 +74,20 @@ def read_text_file(path: str, key: str, text_column: str) -> list[str]:
     return non_blank(split.read(text_column))
 
 
+def load_files(
+    train_file: str | None, val_file: str | None, test_file: str | None, text_column: str
+) -> dict[str, list[str]]:
+    """The texts of the user's training file and, where given, validation and test files."""
+    if not train_file:
+        raise UserError("data.train_file is not set: give a .txt (one text a line), csv, jsonl or parquet file")
+    files = {
+        "train": (train_file, "data.train_file"),
+        "validation": (val_file, "data.val_file"),
+        "test": (test_file, "data.test_path"),
+    }
+    return {role: read_text_file(path, key, text_column) for role, (path, key) in files.items() if path}
+
+
 def read_hub(
     name: str, config_name: str | None, cache_dir: str, splits: dict[str, str | None], text_column: str
 ) -> dict[str, list[str]]:
