@@ -1,19 +1,33 @@
-"""What every task module shares: optimiser/scheduler wiring, its monitored metric, the training loss."""
+"""What every task module shares: optimiser/scheduler wiring, its monitored metric, the training loss,
+the val/test metrics and their logging, and `predict_top_k`."""
 
 from typing import Any
 
 import lightning.pytorch as L
 from matplotlib.figure import Figure
 from torch import Tensor
+from torchmetrics import MetricCollection
 
+from litforge.tasks.metrics import EpochPredictions
 from litforge.tasks.optim import configure_optimization
 from litforge.utils.compat import logs_this_step
+from litforge.utils.errors import UserError
 
 
 class TaskModule(L.LightningModule):
     """Subclasses take `optimizer`, `scheduler`, `monitor` and `mode` in `__init__` and call
     `save_hyperparameters()`; the hyperparameters are plain values so that a checkpoint
     rebuilds its module with nothing but the checkpoint."""
+
+    # the validation metrics the task logs, which `model.monitor` may name; litforge's own tasks are
+    # listed in tasks/registry.py TASK_METRICS instead (read without importing torch)
+    metric_names: tuple[str, ...] = ()
+    # set by litforge.predict: how many candidates a prediction lists (None: `default_top_k`)
+    predict_top_k: int | None = None
+    # how many where predict.top_k is not given (None: all)
+    default_top_k: int | None = None
+    # what a task on `set_metrics(..., train=True)` adds its training predictions to
+    train_predictions: EpochPredictions | None = None
 
     def __init__(self) -> None:
         super().__init__()
@@ -40,15 +54,39 @@ class TaskModule(L.LightningModule):
             mean = self._train_loss_sum / self._train_loss_count
             self.log("train/loss_epoch", mean, on_epoch=True, prog_bar=True, sync_dist=True)
         self._train_loss_sum, self._train_loss_count = None, 0
+        if self.train_predictions is not None:
+            self.log_dict(self.train_predictions.score(self.train_metrics))
+
+    def set_metrics(self, metrics: MetricCollection, train: bool = False) -> None:
+        """`val_metrics` and `test_metrics` (which `log_evaluation` updates): `metrics` prefixed by
+        their stage; with `train`, also `train_metrics`, scored at each training epoch's end on what
+        the training steps added to `train_predictions`."""
+        if train:
+            self.train_metrics = metrics.clone(prefix="train/")
+            self.train_predictions = EpochPredictions()
+        self.val_metrics = metrics.clone(prefix="val/")
+        self.test_metrics = metrics.clone(prefix="test/")
 
     def log_evaluation(self, stage: str, loss: Tensor, preds: Tensor, targets: Tensor) -> None:
         """One validation or test batch: `<stage>_metrics` updated, `<stage>/loss` and the metrics
         logged per epoch (validation's also on the progress bar)."""
         metrics = getattr(self, f"{stage}_metrics")
         metrics.update(preds, targets)
-        on_bar, size = stage == "val", len(targets)
-        self.log(f"{stage}/loss", loss, on_epoch=True, prog_bar=on_bar, sync_dist=True, batch_size=size)
-        self.log_dict(metrics, on_epoch=True, prog_bar=on_bar, batch_size=size)
+        self.log_loss(stage, loss, len(targets))
+        self.log_dict(metrics, on_epoch=True, prog_bar=stage == "val", batch_size=len(targets))
+
+    def log_loss(self, stage: str, loss: Tensor, batch_size: int) -> None:
+        """`<stage>/loss` of a validation or test batch, averaged over the epoch (validation's on the progress bar)."""
+        self.log(f"{stage}/loss", loss, on_epoch=True, prog_bar=stage == "val", sync_dist=True, batch_size=batch_size)
+
+    def on_predict_start(self) -> None:
+        top_k = self.predict_top_k
+        if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
+            raise UserError(f"top_k={top_k!r}: give a positive whole number, or null for the default")
+
+    def prediction_top_k(self, available: int) -> int:
+        """How many of `available` candidates a prediction lists: `predict_top_k`, else `default_top_k`, else all."""
+        return min(self.predict_top_k or self.default_top_k or available, available)
 
     def configure_optimizers(self) -> dict[str, Any]:
         return configure_optimization(

@@ -2,6 +2,7 @@
 config in the checkpoint, forward on the model's own inputs, and the Hugging Face export."""
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,8 @@ log = logging.getLogger(__name__)
 
 class HFTaskModule(TaskModule):
     """A task on a Hugging Face model. Subclasses call `save_hyperparameters(ignore=["tokenizer_files"])`
-    and `build(auto_class, backbone, tokenizer_files, **head)` in `__init__`.
+    and `build(auto_class, backbone, tokenizer_files, ...)` in `__init__`; `backbone` is
+    {pretrained_model_name_or_path, config} (see hf_backbone.build_backbone).
 
     `tokenizer_files` (the data module's tokenizer as file texts, see data.tokenizer.tokenizer_files)
     is kept out of the logged hyperparameters (hundreds of kB for a hub tokenizer) and put into each
@@ -29,14 +31,27 @@ class HFTaskModule(TaskModule):
     """
 
     prediction_file = "predictions.jsonl"
-    # set by litforge.predict: how many candidates a record lists (None: the task's default)
-    predict_top_k: int | None = None
 
     def build(
-        self, auto_class: Any, backbone: dict[str, Any], tokenizer_files: dict[str, str] | None, **head: Any
+        self,
+        auto_class: Any,
+        backbone: dict[str, Any],
+        tokenizer_files: dict[str, str] | None,
+        id2label: Sequence[str] | None = None,
+        num_labels: int | None = None,
     ) -> None:
+        """`self.model` with its tokenizer (`self.tokenizer`, None without `tokenizer_files`); with
+        `id2label`, a head of `num_labels` outputs (default: one per label) named by it, kept as `self.id2label`."""
         self.tokenizer_files = dict(tokenizer_files) if tokenizer_files else None
         self.tokenizer = tokenizer_from_files(self.tokenizer_files) if self.tokenizer_files else None
+        head: dict[str, Any] = {}
+        if id2label is not None:
+            self.id2label = list(id2label)
+            head = {
+                "num_labels": len(self.id2label) if num_labels is None else num_labels,
+                "id2label": dict(enumerate(self.id2label)),
+                "label2id": {name: i for i, name in enumerate(self.id2label)},
+            }
         self.model = build_backbone(auto_class, backbone, self.tokenizer, **head)
         self.inputs = input_names(self.model)
 
@@ -50,9 +65,7 @@ class HFTaskModule(TaskModule):
     def on_predict_start(self) -> None:
         if self.tokenizer is None:
             raise UserError("this checkpoint carries no tokenizer, so it cannot tokenise new inputs")
-        top_k = self.predict_top_k
-        if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
-            raise UserError(f"top_k={top_k!r}: give a positive whole number, or null for the default")
+        super().on_predict_start()
 
     def on_fit_end(self) -> None:
         if self.hparams.get("export_dir") and self.trainer.is_global_zero:

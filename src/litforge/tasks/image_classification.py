@@ -1,15 +1,13 @@
 from collections.abc import Sequence
 from typing import Any
 
-import hydra
 import torch
 from matplotlib.figure import Figure
 from torch import Tensor, nn
 from torchmetrics.classification import MulticlassConfusionMatrix
 
-from litforge.nets.init import init_weights
-from litforge.tasks.base import TaskModule
-from litforge.tasks.metrics import EpochPredictions, classification_metrics
+from litforge.tasks.metrics import classification_metrics
+from litforge.tasks.net_task import NetTaskModule
 from litforge.utils.plots import confusion_matrix_figure
 
 
@@ -31,12 +29,9 @@ def class_records(
     return records
 
 
-class ImageClassificationModule(TaskModule):
-    """A plain nn.Module (`net`) trained with cross-entropy on images of `input_shape`."""
-
-    prediction_file = "predictions.csv"
-    # set by litforge.predict: how many classes' probabilities a record lists (None: all)
-    predict_top_k: int | None = None
+class ImageClassificationModule(NetTaskModule):
+    """A plain nn.Module (`net`) trained with cross-entropy on images of `input_shape`; a prediction
+    lists every class's probability, or with `predict_top_k` the k most probable classes'."""
 
     def __init__(
         self,
@@ -52,18 +47,10 @@ class ImageClassificationModule(TaskModule):
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
-        self.net: nn.Module = hydra.utils.instantiate(net, input_shape=tuple(input_shape), num_outputs=num_classes)
-        init_weights(self.net, init)
+        self.build_net(net, init, input_shape=tuple(input_shape), num_outputs=num_classes)
         self.class_names = list(class_names or map(str, range(num_classes)))
-        metrics = classification_metrics(num_classes)
-        self.train_metrics = metrics.clone(prefix="train/")
-        self.train_predictions = EpochPredictions()
-        self.val_metrics = metrics.clone(prefix="val/")
-        self.test_metrics = metrics.clone(prefix="test/")
+        self.set_metrics(classification_metrics(num_classes), train=True)
         self.test_confusion = MulticlassConfusionMatrix(num_classes)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.net(x)
 
     def _step(self, batch: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor, Tensor]:
         x, y = batch
@@ -75,10 +62,6 @@ class ImageClassificationModule(TaskModule):
         self.train_predictions.add(preds, y)
         self.log_train_loss(loss, len(y))
         return loss
-
-    def on_train_epoch_end(self) -> None:
-        super().on_train_epoch_end()
-        self.log_dict(self.train_predictions.score(self.train_metrics))
 
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         self.log_evaluation("val", *self._step(batch))

@@ -36,8 +36,7 @@ class MaskedTokenMetrics(Metric):
 
 
 class MaskedLanguageModelingModule(HFTaskModule):
-    """A Hugging Face encoder with its masked-LM head. `backbone` is {pretrained_model_name_or_path,
-    config} (see hf_backbone.build_backbone); `tokenizer_files` comes from the data module.
+    """A Hugging Face encoder with its masked-LM head; `tokenizer_files` comes from the data module.
     `export_dir` (see HFTaskModule) is a folder that text classification takes as its backbone."""
 
     # fill-mask candidates per mask where predict.top_k is not given
@@ -91,7 +90,7 @@ class MaskedLanguageModelingModule(HFTaskModule):
         masked = ids == self.tokenizer.mask_token_id
         # the vocabulary's probabilities at the masks only, not at every position of the batch
         logits = self(batch)[masked].float()
-        values, indices = logits.softmax(-1).topk(min(self.predict_top_k or self.default_top_k, logits.shape[-1]))
+        values, indices = logits.softmax(-1).topk(self.prediction_top_k(logits.shape[-1]))
         filled = ids.masked_scatter(masked, indices[:, 0]).cpu()
         masks: list[list[list[dict[str, Any]]]] = [[] for _ in range(len(ids))]
         for (row, _), p, i in zip(masked.nonzero().tolist(), values.tolist(), indices.tolist(), strict=True):

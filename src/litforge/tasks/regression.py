@@ -1,7 +1,6 @@
 from collections.abc import Sequence
 from typing import Any
 
-import hydra
 import torch
 from matplotlib.figure import Figure
 from torch import Tensor, nn
@@ -9,8 +8,7 @@ from torchmetrics import MetricCollection
 from torchmetrics.aggregation import CatMetric
 from torchmetrics.regression import MeanAbsoluteError, MeanSquaredError, R2Score
 
-from litforge.nets.init import init_weights
-from litforge.tasks.base import TaskModule
+from litforge.tasks.net_task import NetTaskModule
 from litforge.utils.plots import predicted_vs_actual_figure
 
 LOSSES = ("mse", "huber", "l1")
@@ -28,13 +26,9 @@ def regression_metrics() -> MetricCollection:
     )
 
 
-class RegressionModule(TaskModule):
+class RegressionModule(NetTaskModule):
     """A plain nn.Module (`net`) fit to standardised targets; its outputs, the metrics and the
     predictions are in the targets' own units (`target_mean`/`target_std` undo the scaling)."""
-
-    prediction_file = "predictions.csv"
-    # litforge.predict sets it for every task; a regression has no classes to rank
-    predict_top_k: int | None = None
 
     def __init__(
         self,
@@ -56,15 +50,13 @@ class RegressionModule(TaskModule):
             raise ValueError(f"model.loss={loss!r} is not one of {LOSSES}")
         self.save_hyperparameters()
         num_targets = len(target_names)
-        self.net: nn.Module = hydra.utils.instantiate(net, input_shape=len(feature_names), num_outputs=num_targets)
-        init_weights(self.net, init)
+        self.build_net(net, init, input_shape=len(feature_names), num_outputs=num_targets)
         mean = torch.tensor(target_mean or [0.0] * num_targets)
         std = torch.tensor(target_std or [1.0] * num_targets)
         # rebuilt from the hyperparameters, so not saved twice in the state dict
         self.register_buffer("target_mean", mean, persistent=False)
         self.register_buffer("target_std", std, persistent=False)
-        self.val_metrics = regression_metrics().clone(prefix="val/")
-        self.test_metrics = regression_metrics().clone(prefix="test/")
+        self.set_metrics(regression_metrics())
         self.test_predictions, self.test_targets = CatMetric(), CatMetric()
 
     def forward(self, x: Tensor) -> Tensor:

@@ -9,7 +9,7 @@ from transformers import AutoModelForSequenceClassification
 
 from litforge.tasks.hf_backbone import layerwise_lr_groups
 from litforge.tasks.hf_task import HFTaskModule
-from litforge.tasks.metrics import EpochPredictions, classification_metrics
+from litforge.tasks.metrics import classification_metrics
 from litforge.utils.errors import UserError
 from litforge.utils.plots import confusion_matrix_figure
 
@@ -19,7 +19,6 @@ log = logging.getLogger(__name__)
 class TextClassificationModule(HFTaskModule):
     """A Hugging Face encoder with a sequence-classification head, trained with cross-entropy.
 
-    `backbone` is {pretrained_model_name_or_path, config} (see hf_backbone.build_backbone);
     `num_labels`, `id2label` and `tokenizer_files` come from the data module, `export_dir` see HFTaskModule.
     `freeze_backbone_epochs` trains only the head for that many epochs; `layerwise_lr_decay`
     below 1 gives each encoder block `decay` times the learning rate of the block above it.
@@ -43,20 +42,9 @@ class TextClassificationModule(HFTaskModule):
         if not 0 < layerwise_lr_decay <= 1:
             raise UserError(f"model.layerwise_lr_decay={layerwise_lr_decay}: give a factor in (0, 1]; 1 turns it off")
         self.save_hyperparameters(ignore=["tokenizer_files"])
-        self.id2label = list(id2label or map(str, range(num_labels)))
-        self.build(
-            AutoModelForSequenceClassification,
-            backbone,
-            tokenizer_files,
-            num_labels=num_labels,
-            id2label=dict(enumerate(self.id2label)),
-            label2id={name: i for i, name in enumerate(self.id2label)},
-        )
-        metrics = classification_metrics(num_labels)
-        self.train_metrics = metrics.clone(prefix="train/")
-        self.train_predictions = EpochPredictions()
-        self.val_metrics = metrics.clone(prefix="val/")
-        self.test_metrics = metrics.clone(prefix="test/")
+        names = id2label or [str(i) for i in range(num_labels)]
+        self.build(AutoModelForSequenceClassification, backbone, tokenizer_files, names, num_labels)
+        self.set_metrics(classification_metrics(num_labels), train=True)
         self.val_auroc = BinaryAUROC() if num_labels == 2 else None
         self.test_auroc = BinaryAUROC() if num_labels == 2 else None
         self.test_confusion = MulticlassConfusionMatrix(num_labels)
@@ -71,10 +59,6 @@ class TextClassificationModule(HFTaskModule):
         self.train_predictions.add(logits.argmax(-1), labels)
         self.log_train_loss(loss, len(labels))
         return loss
-
-    def on_train_epoch_end(self) -> None:
-        super().on_train_epoch_end()
-        self.log_dict(self.train_predictions.score(self.train_metrics))
 
     def _evaluate(self, batch: dict[str, Tensor], stage: str) -> tuple[Tensor, Tensor]:
         loss, logits, labels = self._step(batch)
@@ -118,7 +102,7 @@ class TextClassificationModule(HFTaskModule):
         """One record per text of a predict batch (`id`, `text`, `text_pair` beside the token ids): the
         most likely label, its probability, and the `predict_top_k` most likely labels' (all by default)."""
         probs = self(batch).float().softmax(-1).cpu()
-        values, indices = probs.topk(min(self.predict_top_k or len(self.id2label), len(self.id2label)), dim=-1)
+        values, indices = probs.topk(self.prediction_top_k(len(self.id2label)), dim=-1)
         records = []
         for row, (p, i) in enumerate(zip(values.tolist(), indices.tolist(), strict=True)):
             texts = {key: batch[key][row] for key in ("text", "text_pair") if key in batch}

@@ -72,9 +72,8 @@ def entity_spans(
 
 class TokenClassificationModule(HFTaskModule):
     """A Hugging Face encoder with a token-classification head, trained with cross-entropy on the
-    labelled sub-tokens. `backbone` is {pretrained_model_name_or_path, config} (see
-    hf_backbone.build_backbone); `id2label` (IOB2 tags) and `tokenizer_files` come from the data
-    module, `export_dir` see HFTaskModule.
+    labelled sub-tokens. `id2label` (IOB2 tags) and `tokenizer_files` come from the data module,
+    `export_dir` see HFTaskModule.
     """
 
     def __init__(
@@ -93,15 +92,7 @@ class TokenClassificationModule(HFTaskModule):
         if not id2label:
             raise UserError("model: the token classifier needs the data's tag list (id2label)")
         self.save_hyperparameters(ignore=["tokenizer_files"])
-        self.id2label = list(id2label)
-        self.build(
-            AutoModelForTokenClassification,
-            backbone,
-            tokenizer_files,
-            num_labels=len(self.id2label),
-            id2label=dict(enumerate(self.id2label)),
-            label2id={name: i for i, name in enumerate(self.id2label)},
-        )
+        self.build(AutoModelForTokenClassification, backbone, tokenizer_files, id2label)
         # the windows of the current val/test epoch: entity metrics need whole sentences
         self.windows: list[Window] = []
 
@@ -117,8 +108,7 @@ class TokenClassificationModule(HFTaskModule):
 
     def _evaluate(self, batch: dict[str, Tensor], stage: str) -> None:
         loss, logits = self._step(batch)
-        size = len(batch["labels"])
-        self.log(f"{stage}/loss", loss, on_epoch=True, prog_bar=stage == "val", sync_dist=True, batch_size=size)
+        self.log_loss(stage, loss, len(batch["labels"]))
         starts = batch["word_start"].bool()
         where = zip(batch["sentence"].tolist(), batch["first_word"].tolist(), strict=True)
         rows = zip(where, batch["labels"], logits.argmax(-1), starts, strict=True)

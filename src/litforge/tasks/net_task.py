@@ -1,0 +1,25 @@
+"""What the tasks on a plain nn.Module share: the net built from its config, flat prediction records."""
+
+from collections.abc import Sequence
+from typing import Any
+
+import hydra
+from torch import Tensor, nn
+
+from litforge.nets.init import init_weights
+from litforge.tasks.base import TaskModule
+
+
+class NetTaskModule(TaskModule):
+    """A task on `net`, the config of an nn.Module taking `input_shape` and `num_outputs` (litforge.nets).
+    Subclasses call `build_net` in `__init__`; their predictions are one csv row an input."""
+
+    prediction_file = "predictions.csv"
+
+    def build_net(self, net: dict[str, Any], init: str, input_shape: int | Sequence[int], num_outputs: int) -> None:
+        """`self.net`, its weights initialised by `init` (see litforge.nets.init)."""
+        self.net: nn.Module = hydra.utils.instantiate(net, input_shape=input_shape, num_outputs=num_outputs)
+        init_weights(self.net, init)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(x)
