@@ -48,6 +48,24 @@ def test_eval_refuses_a_checkpoint_that_names_foreign_code(where: str, tmp_path:
     assert not run_dirs(tmp_path / "logs", "eval")
 
 
+@pytest.mark.parametrize(
+    "target",
+    ["litforge.tasks.regression.torch.hub.load", "torch.optim.optimizer.torch.hub.load", "litforge.nets.os.system"],
+)
+def test_a_name_under_litforge_that_reaches_through_an_import_is_refused(target: str, tmp_path: Path) -> None:
+    from litforge.utils.checkpoint import check_checkpoint_targets
+    from litforge.utils.errors import UserError
+
+    checkpoint = {
+        "litforge": {"config": {"model": {"_target_": TASK}, "data": DATA}},
+        "hyper_parameters": {"net": {"_target_": target}, "optimizer": {"_target_": "torch.optim.Adam"}},
+    }
+    with pytest.raises(UserError, match="not one of litforge's own classes"):
+        check_checkpoint_targets(checkpoint, tmp_path / "x.ckpt")
+    checkpoint["hyper_parameters"]["net"] = {"_target_": "litforge.nets.cnn.CNN"}
+    check_checkpoint_targets(checkpoint, tmp_path / "x.ckpt")
+
+
 def test_train_refuses_to_continue_from_such_a_checkpoint(tmp_path: Path) -> None:
     marker = tmp_path / "marker"
     checkpoint = hostile_checkpoint(tmp_path / "evil.ckpt", marker, "net")

@@ -7,10 +7,9 @@ import pytest
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from litforge.assembly import instantiate_callbacks, instantiate_loggers, instantiate_task, trainer_settings
 from litforge.tasks.optim import configure_optimization
-from litforge.utils.build import instantiate_task
 from litforge.utils.config import CONFIG_DIR
-from litforge.utils.instantiate import instantiate_callbacks, instantiate_loggers, trainer_settings
 from tests.helpers import compose_config
 
 

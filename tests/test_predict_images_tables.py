@@ -11,7 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from litforge.utils.build import build_task
+from litforge.assembly import build_task
 from litforge.utils.checkpoint import load_checkpoint
 from tests.helpers import QUIET, check_ok, run_cli, run_dirs
 from tests.user_files import houses_csv, png_tree

@@ -13,8 +13,8 @@ import pytest
 import torch
 from seqeval.metrics import f1_score
 
+from litforge.assembly import build_task
 from litforge.data.text.conll import read_conll
-from litforge.utils.build import build_task
 from litforge.utils.checkpoint import load_checkpoint
 from tests.helpers import QUIET, TINY_BACKBONE, check_ok, run_cli, run_dirs
 from tests.user_files import conll_file, corpus_txt, reviews_csv

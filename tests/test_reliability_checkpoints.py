@@ -232,8 +232,8 @@ def test_ddp_sigterm_to_the_main_process_or_to_all_stops_every_rank_within_secon
 def test_train_and_eval_trainers_write_checkpoints_through_the_atomic_plugin(
     tmp_path: Path, config_name: str, trainer: str
 ) -> None:
+    from litforge.assembly import instantiate_trainer
     from litforge.utils.checkpoint_io import AtomicCheckpointIO
-    from litforge.utils.instantiate import instantiate_trainer
 
     cfg = compose_config([f"trainer={trainer}"], config_name, log_dir=tmp_path)
     assert isinstance(instantiate_trainer(cfg.trainer, [], []).strategy.checkpoint_io, AtomicCheckpointIO)

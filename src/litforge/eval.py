@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import Any
 
 import hydra
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
-from litforge.utils.build import build_task, checkpoint_data_config
+from litforge import assembly
 from litforge.utils.checkpoint import load_checkpoint
 from litforge.utils.config import CONFIG_DIR, config_help, require_file
 from litforge.utils.errors import UserError, report_user_errors
@@ -19,38 +19,18 @@ log = logging.getLogger(__name__)
 
 
 def evaluate(cfg: DictConfig, checkpoint_path: Path, checkpoint: dict[str, Any] | None = None) -> dict[str, float]:
-    import lightning.pytorch as L
-
-    from litforge import tracking
-    from litforge.utils.build import instantiate_datamodule
-    from litforge.utils.extras import apply_extras
-    from litforge.utils.instantiate import instantiate_callbacks, instantiate_loggers, instantiate_trainer
-    from litforge.utils.logs import route_lightning_logs_to_root
-    from litforge.utils.metrics import as_floats, write_metrics
-    from litforge.utils.rich_utils import print_metrics_table
-
-    route_lightning_logs_to_root()
-    apply_extras(cfg)
-    checkpoint = checkpoint or load_checkpoint(checkpoint_path)
-    run_cfg = OmegaConf.create(checkpoint["litforge"]["config"])
-    L.seed_everything(run_cfg.get("seed") or 0, workers=True)
-    datamodule = instantiate_datamodule(checkpoint_data_config(checkpoint, overrides=cfg.get("data")))
-    state_key = type(datamodule).__qualname__
-    if state_key in checkpoint:
-        datamodule.load_state_dict(checkpoint[state_key])
-    datamodule.prepare_data()
-    datamodule.setup("test")
-    model = build_task(checkpoint)
-    loggers = instantiate_loggers(cfg.get("logger"))
-    callbacks = instantiate_callbacks(cfg.get("callbacks"), has_logger=bool(loggers))
-    trainer = instantiate_trainer(cfg.trainer, callbacks, loggers)
-    tracking.log_run_info(trainer, cfg, model)
+    """Test the checkpoint's task on its data module (with `data.*` overrides); returns the test/* metrics."""
+    checkpoint = checkpoint or load_checkpoint(checkpoint_path, cfg.get("trusted_modules") or ())
+    assembly.start(cfg, seed=checkpoint["litforge"]["config"].get("seed") or 0)
+    datamodule = assembly.datamodule_from_checkpoint(checkpoint, overrides=cfg.get("data"))
+    assembly.prepare_datamodule(datamodule, "test")
+    model = assembly.build_task(checkpoint)
+    loggers = assembly.instantiate_loggers(cfg.get("logger"))
+    callbacks = assembly.instantiate_callbacks(cfg.get("callbacks"), has_logger=bool(loggers))
+    trainer = assembly.tracked_trainer(cfg, model, callbacks, loggers)
     trainer.test(model, datamodule=datamodule)
-    metrics = as_floats({k: v for k, v in trainer.callback_metrics.items() if k.startswith("test/")})
-    if trainer.is_global_zero:
-        write_metrics(Path(cfg.paths.output_dir) / "metrics.json", metrics)
-        print_metrics_table(f"test metrics of {checkpoint_path.name}", metrics)
-    tracking.finish(trainer)
+    metrics = assembly.as_floats({k: v for k, v in trainer.callback_metrics.items() if k.startswith("test/")})
+    assembly.finish(trainer, cfg, metrics, f"test metrics of {checkpoint_path.name}")
     return metrics
 
 
@@ -102,7 +82,8 @@ def predict(cfg: DictConfig, checkpoint_path: Path, checkpoint: dict[str, Any] |
     request = cfg.copy()
     with open_dict(request):
         request.input, request.top_k, request.batch_size = str(source), cfg.predict.get("top_k"), None
-    return prediction.predict(request, checkpoint_path, checkpoint or load_checkpoint(checkpoint_path))
+    checkpoint = checkpoint or load_checkpoint(checkpoint_path, cfg.get("trusted_modules") or ())
+    return prediction.predict(request, checkpoint_path, checkpoint)
 
 
 def main() -> None:
@@ -134,10 +115,8 @@ def run(cfg: DictConfig) -> None:
         if predicting:
             check_predict_request(cfg.predict)
         # read (and its targets checked) before Lightning is imported: a bad file is answered at once
-        checkpoint = load_checkpoint(path)
-        from litforge.utils.instantiate import trainer_settings
-
-        trainer_settings(cfg.trainer)
+        checkpoint = load_checkpoint(path, cfg.get("trusted_modules") or ())
+        assembly.trainer_settings(cfg.trainer)
         from litforge.tracking import check_trackers
 
         check_trackers(cfg.get("logger"))

@@ -31,7 +31,7 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from litforge.utils.build import build_task, checkpoint_data_config
+from litforge import assembly
 from litforge.utils.checkpoint import load_checkpoint
 from litforge.utils.config import CONFIG_DIR, config_help, require_file
 from litforge.utils.errors import UserError, report_user_errors
@@ -55,17 +55,11 @@ def _options(cfg: DictConfig) -> tuple[int | None, int | None]:
 
 def build_datamodule(checkpoint: dict[str, Any], cfg: DictConfig) -> Any:
     """The training run's data module set to read `cfg.input`, with its saved state."""
-    from litforge.utils.build import instantiate_datamodule
-
     _, batch_size = _options(cfg)
     extra = {"predict_path": str(cfg.input)}
     if batch_size is not None:
         extra["batch_size"] = batch_size
-    datamodule = instantiate_datamodule(checkpoint_data_config(checkpoint, extra, cfg.get("data")))
-    state_key = type(datamodule).__qualname__
-    if state_key in checkpoint:
-        datamodule.load_state_dict(checkpoint[state_key])
-    return datamodule
+    return assembly.datamodule_from_checkpoint(checkpoint, extra, cfg.get("data"))
 
 
 def write_predictions(records: list[dict[str, Any]], path: Path) -> None:
@@ -108,22 +102,14 @@ def _cell(value: Any) -> str:
 
 def predict(cfg: DictConfig, checkpoint_path: Path, checkpoint: dict[str, Any]) -> list[dict[str, Any]]:
     """The task's records for every input, written to <run dir>/<task's prediction_file>."""
-    import lightning.pytorch as L
-
-    from litforge.utils.extras import apply_extras
-    from litforge.utils.instantiate import instantiate_trainer
-    from litforge.utils.logs import route_lightning_logs_to_root
-
-    route_lightning_logs_to_root()
-    apply_extras(cfg)
-    L.seed_everything((checkpoint["litforge"]["config"].get("seed") or 0), workers=True, verbose=False)
-    model = build_task(checkpoint)
+    assembly.start(cfg, seed=checkpoint["litforge"]["config"].get("seed") or 0, verbose=False)
+    model = assembly.build_task(checkpoint)
     if not hasattr(model, "prediction_file"):
         raise UserError(f"ckpt_path={checkpoint_path}: {type(model).__name__} does not predict from files")
     top_k, _ = _options(cfg)
     model.predict_top_k = top_k
     datamodule = build_datamodule(checkpoint, cfg)
-    trainer = instantiate_trainer(cfg.trainer, [], [])
+    trainer = assembly.instantiate_trainer(cfg.trainer, [], [])
     if trainer.world_size > 1:
         raise UserError(
             f"predict runs on one device; trainer.devices={cfg.trainer.devices} with "
@@ -155,10 +141,8 @@ def run(cfg: DictConfig) -> None:
             )
         _options(cfg)
         # read (and its targets checked) before Lightning is imported: a bad file is answered at once
-        checkpoint = load_checkpoint(path)
-        from litforge.utils.instantiate import trainer_settings
-
-        trainer_settings(cfg.trainer)
+        checkpoint = load_checkpoint(path, cfg.get("trusted_modules") or ())
+        assembly.trainer_settings(cfg.trainer)
         predict(cfg, path, checkpoint)
 
 

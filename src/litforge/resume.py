@@ -24,7 +24,7 @@ from hydra.errors import HydraException
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from litforge.utils.checkpoint import find_targets
+from litforge.utils.checkpoint import find_targets, trusted_prefixes
 from litforge.utils.config import CONFIG_DIR
 from litforge.utils.errors import UserError
 
@@ -163,16 +163,19 @@ def _same_path(given: Any, kept: Any) -> bool:
 def _continued(base: Path, lines: list[str], placement: list[str], where: str) -> list[str]:
     """The primary config and overrides that continue the run from its record `base`: re-composed
     from conf/ where that gives the recorded config, else the recorded config itself."""
-    groups = [o for o in _parse(lines, where) if _is_group(o)]
+    given = _parse(lines, where)
+    groups = [o for o in given if _is_group(o)]
     _check_groups(groups, where, _choices(base))
+    # only this command line may trust more modules, never the record
+    trusted = next((trusted_prefixes(o.value()) for o in given if o.key_or_group == "trusted_modules"), ())
     composed = _composable(base)
     if not isinstance(composed, str):
         name, history = composed
-        _check_recorded_targets(_parse(history, where), base / "hydra.yaml")
+        _check_recorded_targets(_parse(history, where), base / "hydra.yaml", trusted)
         head = [] if name == "train" else [f"--config-name={name}"]
         return [*head, *merge(history, [*lines, *placement])]
     recorded = OmegaConf.to_container(OmegaConf.load(base / "config.yaml"), resolve=False)
-    _refuse_foreign(find_targets(recorded, "config"), base / "config.yaml")
+    _refuse_foreign(find_targets(recorded, "config"), base / "config.yaml", trusted)
     if groups:
         raise UserError(
             f"resume={where}: `{groups[0].input_line}` chooses a config group, but this run's choices cannot "
@@ -183,25 +186,28 @@ def _continued(base: Path, lines: list[str], placement: list[str], where: str) -
     return [f"--config-path={base}", "--config-name=config", *lines, *placement]
 
 
-def _check_recorded_targets(overrides: list[Override], where: Path) -> None:
+def _check_recorded_targets(overrides: list[Override], where: Path, trusted: tuple[str, ...] = ()) -> None:
     """A recorded override naming a class (`x._target_=...`, or a mapping with one) may only name
-    litforge's, Lightning's or a torch optimiser: Hydra would build it, its callbacks before any check."""
+    litforge's, Lightning's or a torch optimiser, or one under the command line's `trusted_modules`:
+    Hydra would build it, its callbacks before any check."""
     for o in overrides:
         value = o.value() if o.type != OverrideType.DEL else None
         if o.key_or_group.rpartition(".")[2] == "_target_":
-            _refuse_foreign([(o.key_or_group, value)], where)
+            _refuse_foreign([(o.key_or_group, value)], where, trusted)
         else:
-            _refuse_foreign(find_targets(value, o.key_or_group), where)
+            _refuse_foreign(find_targets(value, o.key_or_group), where, trusted)
 
 
-def _refuse_foreign(targets: Iterable[tuple[str, Any]], where: Path) -> None:
+def _refuse_foreign(targets: Iterable[tuple[str, Any]], where: Path, trusted: tuple[str, ...] = ()) -> None:
+    allowed = RECORDED_TARGET_PREFIXES + tuple(f"{module}." for module in trusted)
     for key, target in targets:
-        if not str(target).startswith(RECORDED_TARGET_PREFIXES):
+        if not str(target).startswith(allowed):
             raise UserError(
                 f"{where}: {key} is {target!r}, not a class of litforge, Lightning or torch.optim. A run "
                 f"directory is data: at resume its record may only name classes under "
-                f"{', '.join(p.rstrip('.') for p in RECORDED_TARGET_PREFIXES)}. Nothing was imported or run; "
-                "start a new run with your own configs instead."
+                f"{', '.join(p.rstrip('.') for p in RECORDED_TARGET_PREFIXES)}, or under the trusted_modules "
+                f"this command line gives. Nothing was imported or run. If {str(target).rpartition('.')[0]} is "
+                "your own code, resume with trusted_modules=[<its package>]; else start a new run."
             )
 
 

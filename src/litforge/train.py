@@ -3,12 +3,12 @@
 import logging
 import math
 import sys
-from pathlib import Path
 from typing import Any
 
 import hydra
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
+from litforge import assembly
 from litforge.utils.config import CONFIG_DIR, check_override_types, config_help, require_file, value_overrides
 from litforge.utils.errors import UserError, report_user_errors
 
@@ -25,7 +25,9 @@ def validate(cfg: DictConfig) -> None:
     overrides = list(HydraConfig.get().overrides.task)
     groups, values = value_overrides(overrides)
     if values:
-        baseline = hydra.compose(HydraConfig.get().job.config_name, overrides=groups)
+        # the command line's hydra.searchpath, which Hydra keeps apart from the task's overrides
+        searchpath = [o for o in HydraConfig.get().overrides.hydra if o.lstrip("+").startswith("hydra.searchpath=")]
+        baseline = hydra.compose(HydraConfig.get().job.config_name, overrides=groups + searchpath)
         check_override_types(cfg, overrides, baseline)
     from litforge.tasks.registry import check_data_fits_model
 
@@ -36,7 +38,8 @@ def validate(cfg: DictConfig) -> None:
     if cfg.get("ckpt_path"):
         from litforge.utils.checkpoint import check_checkpoint_task
 
-        check_checkpoint_task(require_file(cfg.ckpt_path, "checkpoint file", "ckpt_path"), cfg.model._target_)
+        path = require_file(cfg.ckpt_path, "checkpoint file", "ckpt_path")
+        check_checkpoint_task(path, cfg.model._target_, cfg.get("trusted_modules") or ())
     from litforge.tasks.hf_backbone import check_pretrained_source
 
     check_pretrained_source(cfg.model.get("backbone"))
@@ -44,45 +47,18 @@ def validate(cfg: DictConfig) -> None:
 
     check_trackers(cfg.get("logger"))
     # the first check that imports torch
-    from litforge.utils.instantiate import trainer_settings
-
-    trainer_settings(cfg.trainer)
+    assembly.trainer_settings(cfg.trainer)
 
 
 def train(cfg: DictConfig) -> dict[str, float]:
     """Fit, then test the best checkpoint; returns every metric, the optimised one included."""
-    import lightning.pytorch as L
-
-    from litforge import tracking
-    from litforge.callbacks.best_epoch import BestEpochMetrics
-    from litforge.callbacks.checkpoint_paths import CheckpointPathsInRunDir
-    from litforge.callbacks.reliability import CheckpointOnSigterm, RngState, StopOnNonFiniteLoss
-    from litforge.callbacks.run_config import StoreRunConfig
-    from litforge.data.loaders import LoaderPosition
-    from litforge.utils.build import instantiate_datamodule, instantiate_task, prepare_datamodule
-    from litforge.utils.extras import apply_extras
-    from litforge.utils.instantiate import instantiate_callbacks, instantiate_loggers, instantiate_trainer
-    from litforge.utils.logs import route_lightning_logs_to_root
-    from litforge.utils.metrics import as_floats, write_metrics
-    from litforge.utils.rich_utils import print_metrics_table
-
-    route_lightning_logs_to_root()
-    apply_extras(cfg)
-    if cfg.get("seed") is not None:
-        L.seed_everything(cfg.seed, workers=True)
-    datamodule = instantiate_datamodule(cfg.data)
-    prepare_datamodule(datamodule)
-    model = instantiate_task(cfg.model, datamodule.model_kwargs())
-    loggers = instantiate_loggers(cfg.get("logger"))
-    callbacks = instantiate_callbacks(cfg.get("callbacks"), has_logger=bool(loggers))
-    resolved = OmegaConf.to_container(cfg, resolve=True)
-    checkpoint_dir = str(Path(cfg.paths.output_dir) / "checkpoints")
-    epochs = BestEpochMetrics()
-    callbacks += [StoreRunConfig(resolved), RngState(), StopOnNonFiniteLoss(), CheckpointOnSigterm(checkpoint_dir)]
-    callbacks += [epochs]
-    callbacks += [LoaderPosition(), CheckpointPathsInRunDir()]
-    trainer = instantiate_trainer(cfg.trainer, callbacks, loggers)
-    tracking.log_run_info(trainer, cfg, model)
+    assembly.start(cfg, seed=cfg.get("seed"))
+    datamodule = assembly.instantiate_datamodule(cfg.data)
+    assembly.prepare_datamodule(datamodule, "fit")
+    model = assembly.instantiate_task(cfg.model, datamodule.model_kwargs())
+    loggers = assembly.instantiate_loggers(cfg.get("logger"))
+    callbacks, epochs = assembly.training_callbacks(cfg, has_logger=bool(loggers))
+    trainer = assembly.tracked_trainer(cfg, model, callbacks, loggers)
 
     metrics: dict[str, Any] = {}
     if cfg.get("train"):
@@ -100,17 +76,11 @@ def train(cfg: DictConfig) -> dict[str, float]:
                 "no best checkpoint (no validation, fast_dev_run or no checkpointing): testing the current weights"
             )
         trainer.test(model, datamodule=datamodule, ckpt_path=best or None, weights_only=True)
-        test_metrics = as_floats(trainer.callback_metrics)
+        test_metrics = assembly.as_floats(trainer.callback_metrics)
         metrics.update({k: v for k, v in test_metrics.items() if k.startswith("test/")})
-    metrics = as_floats(metrics)
-    if trainer.is_global_zero:
-        write_metrics(Path(cfg.paths.output_dir) / "metrics.json", metrics)
-        shown = [k for k in sorted(metrics) if k.startswith("test/")] or sorted(metrics)
-        print_metrics_table("final metrics", metrics, shown)
-        if trainer.checkpoint_callback is not None and trainer.checkpoint_callback.best_model_path:
-            log.info("best checkpoint: %s", trainer.checkpoint_callback.best_model_path)
-        log.info("run directory: %s", cfg.paths.output_dir)
-    tracking.finish(trainer)
+    metrics = assembly.as_floats(metrics)
+    shown = [k for k in sorted(metrics) if k.startswith("test/")] or sorted(metrics)
+    assembly.finish(trainer, cfg, metrics, "final metrics", shown, log_paths=True)
     return metrics
 
 

@@ -10,8 +10,8 @@ import types
 import lightning.pytorch as L
 import torch
 
+from litforge.assembly import instantiate_datamodule, instantiate_task, prepare_datamodule
 from litforge.tasks.optim import configure_optimization
-from litforge.utils.build import instantiate_datamodule, instantiate_task, prepare_datamodule
 from tests.helpers import compose_config
 
 EPOCHS = 7  # the first is warm-up and not counted

@@ -20,7 +20,7 @@ from transformers import (
     TrainingArguments,
 )
 
-from litforge.utils.build import instantiate_datamodule, instantiate_task, prepare_datamodule
+from litforge.assembly import instantiate_datamodule, instantiate_task, prepare_datamodule
 from tests.benchmarks.bench_overhead import timed_fit
 from tests.helpers import compose_config
 

@@ -9,8 +9,8 @@ import lightning.pytorch as L
 import pytest
 import torch
 
+from litforge.assembly import instantiate_task
 from litforge.tasks.masked_lm import MaskedLanguageModelingModule, MaskedTokenMetrics
-from litforge.utils.build import instantiate_task
 from litforge.utils.errors import UserError
 from tests.helpers import QUIET, TINY_BACKBONE, check_ok, compose_config, run_cli, run_dirs
 

@@ -8,9 +8,9 @@ import lightning.pytorch as L
 import pytest
 import torch
 
+from litforge.assembly import instantiate_task
 from litforge.data.tabular.regression import TabularDataModule
 from litforge.tasks.regression import RegressionModule
-from litforge.utils.build import instantiate_task
 from tests.data.tabular.test_regression import write_table
 from tests.helpers import QUIET, check_ok, compose_config, run_cli, run_dirs
 

@@ -8,10 +8,10 @@ import lightning.pytorch as L
 import pytest
 import torch
 
+from litforge.assembly import instantiate_task
 from litforge.data.text.classification import TextDataModule
 from litforge.tasks.hf_backbone import layer_index
 from litforge.tasks.text_classification import TextClassificationModule
-from litforge.utils.build import instantiate_task
 from tests.helpers import QUIET, TINY_BACKBONE, check_ok, compose_config, run_cli, run_dirs
 
 ONE_THREAD = {"OMP_NUM_THREADS": "1"}

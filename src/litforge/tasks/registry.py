@@ -44,6 +44,23 @@ TASK_METRICS: dict[str, tuple[str, ...]] = {
 }
 
 
+def task_metrics(target: str) -> tuple[str, ...] | None:
+    """The validation metrics a task logs: TASK_METRICS for litforge's tasks; for a task of the
+    user's own, its class's `metric_names` (imported only then), None where it declares none."""
+    if target in TASK_METRICS:
+        return TASK_METRICS[target]
+    module, _, name = target.rpartition(".")
+    if not module or not name:
+        return None
+    import importlib
+
+    try:
+        declared = getattr(importlib.import_module(module), name).metric_names
+    except Exception:
+        return None  # a class that cannot be imported is reported when the task is built
+    return tuple(declared) or None
+
+
 def group_targets(group_dir: Path) -> dict[str, str]:
     """Each option of a config group (its yaml file's stem) and the `_target_` it builds."""
     targets = {}

@@ -10,7 +10,8 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from litforge.tasks.registry import TASK_METRICS
+from litforge.tasks.registry import task_metrics
+from litforge.utils.checkpoint import trusted_prefixes
 from litforge.utils.errors import UserError
 
 # lightning.fabric.connector._PRECISION_INPUT's values, and the accelerator names the Trainer takes
@@ -100,10 +101,11 @@ def _matches(cfg: DictConfig, pattern: str) -> Iterator[tuple[str, Any]]:
 
 def check_monitors(cfg: DictConfig) -> None:
     """model.monitor, and any callback's or scheduler's own monitor, must be a metric the task logs:
-    otherwise checkpointing or early stopping fails after the first epoch."""
-    logged = TASK_METRICS.get(str(OmegaConf.select(cfg, "model._target_", default="")))
+    otherwise checkpointing or early stopping fails after the first epoch. A task of the user's own
+    is checked against its `metric_names`; one that declares none is left to Lightning's message."""
+    logged = task_metrics(str(OmegaConf.select(cfg, "model._target_", default="")))
     if logged is None:
-        return  # a task of the user's own: Lightning names its metrics when one is missing
+        return
     keys = ["model.monitor", "model.scheduler.monitor"]
     keys += [
         f"callbacks.{name}.monitor"
@@ -134,10 +136,12 @@ def check_accelerator_package(cfg: DictConfig) -> None:
 
 def check_values(cfg: DictConfig) -> None:
     """Refuse the first value no run could use (see RULES), a monitored metric the task does not
-    log, and an accelerator whose package is missing; keys the config does not have are skipped."""
+    log, an accelerator whose package is missing, and `trusted_modules` that would trust the standard
+    library or a whole library; keys the config does not have are skipped."""
     for pattern, rule in RULES.items():
         for key, value in _matches(cfg, pattern):
             if not rule.accepts(value):
                 raise UserError(f"{key}={_shown(value)}: give {rule.valid}.")
     check_monitors(cfg)
     check_accelerator_package(cfg)
+    trusted_prefixes(cfg.get("trusted_modules"))

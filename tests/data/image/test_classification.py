@@ -7,8 +7,8 @@ import torch
 from omegaconf import OmegaConf
 from PIL import Image
 
+from litforge.assembly import instantiate_datamodule
 from litforge.data.image.classification import ImageDataModule, random_crop, random_hflip
-from litforge.utils.build import instantiate_datamodule
 from litforge.utils.errors import UserError
 from tests.helpers import compose_config
 
