@@ -27,8 +27,10 @@ class HFTextDataModule(L.LightningDataModule):
     `_load_hub`, `_test_file`), how raw splits become checked examples (`_prepare`), and how those
     are encoded (`_encode`, `_predict_examples`) and batched (`_collator`).
 
-    The constructor checks the values every text module takes; the subclass's own constructor
-    calls `save_hyperparameters`, so its parameters are the config keys.
+    The constructor takes and checks the config keys every text module has (the sources, splits,
+    tokenizer files, loaders) and saves them with the subclass's own as hyperparameters: a subclass
+    lists its own keys (and `vocab_size`, `lowercase`, `max_length`, whose defaults differ by task)
+    and hands the rest on as `**common`.
     """
 
     # the config's example of a hub id, for the message when data.name is missing
@@ -43,9 +45,35 @@ class HFTextDataModule(L.LightningDataModule):
     label_kind = "label names"
 
     def __init__(
-        self, source: str, batch_size: int, max_length: int, val_fraction: float, test_fraction: float
+        self,
+        *,
+        vocab_size: int,
+        lowercase: bool,
+        max_length: int,
+        source: str = "generated",
+        name: str | None = None,
+        config_name: str | None = None,
+        train_split: str = "train",
+        val_split: str | None = "validation",
+        test_split: str | None = "test",
+        train_file: str | None = None,
+        val_file: str | None = None,
+        test_file: str | None = None,
+        test_path: str | None = None,
+        tokenizer: str | None = None,
+        tokenizer_dir: str = "tokenizer",
+        data_dir: str = "data",
+        val_fraction: float = 0.1,
+        test_fraction: float = 0.1,
+        seed: int = 42,
+        batch_size: int = 32,
+        num_workers: int = 0,
+        pin_memory: bool = False,
+        predict_path: str | None = None,
     ) -> None:
         super().__init__()
+        # Lightning collects the arguments of this constructor and of the subclass's that called it
+        self.save_hyperparameters()
         if source not in SOURCES:
             raise UserError(f"data.source={source!r} is not one of {SOURCES}")
         check_fractions(val_fraction, test_fraction)
@@ -161,8 +189,7 @@ class HFTextDataModule(L.LightningDataModule):
         hp = self.hparams
         return {
             "num_workers": hp.num_workers,
-            # a module without a data.pin_memory key (token tagging) does not pin
-            "pin_memory": hp.get("pin_memory", False),
+            "pin_memory": hp.pin_memory,
             "persistent_workers": hp.num_workers > 0,
             "generator": own_generator(hp.seed),
         }

@@ -39,45 +39,25 @@ class TextDataModule(HFTextDataModule):
 
     def __init__(
         self,
-        source: str = "generated",
-        name: str | None = None,
-        config_name: str | None = None,
-        train_split: str = "train",
-        val_split: str | None = "validation",
-        test_split: str | None = "test",
-        train_file: str | None = None,
-        val_file: str | None = None,
-        test_file: str | None = None,
-        test_path: str | None = None,
         text_column: str = "text",
         text_pair_column: str | None = None,
         label_column: str = "label",
         label_names: list[str] | None = None,
         num_examples: int = 4000,
         label_noise: float = 0.0,
-        tokenizer: str | None = None,
         vocab_size: int = 1000,
         lowercase: bool = True,
         max_length: int = 128,
-        tokenizer_dir: str = "tokenizer",
-        data_dir: str = "data",
-        val_fraction: float = 0.1,
-        test_fraction: float = 0.1,
         group_by_length: bool = False,
-        seed: int = 42,
-        batch_size: int = 32,
-        num_workers: int = 0,
-        pin_memory: bool = False,
-        predict_path: str | None = None,
+        **common: Any,
     ) -> None:
-        super().__init__(source, batch_size, max_length, val_fraction, test_fraction)
+        super().__init__(vocab_size=vocab_size, lowercase=lowercase, max_length=max_length, **common)
         names = [str(name) for name in label_names or []]
         if label_names is not None and (len(names) < 2 or len(set(names)) < len(names)):
             raise UserError(
                 f"data.label_names={label_names}: give two or more distinct names, the first for label 0, "
                 "e.g. data.label_names=[negative,positive]"
             )
-        self.save_hyperparameters()
         self.tokenizer_key = ""
         self.train_lengths: list[int] = []
 

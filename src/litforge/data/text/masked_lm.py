@@ -75,39 +75,19 @@ class MaskedLMDataModule(HFTextDataModule):
 
     def __init__(
         self,
-        source: str = "generated",
-        name: str | None = None,
-        config_name: str | None = None,
-        train_split: str = "train",
-        val_split: str | None = "validation",
-        test_split: str | None = "test",
-        train_file: str | None = None,
-        val_file: str | None = None,
-        test_file: str | None = None,
-        test_path: str | None = None,
         text_column: str = "text",
         num_examples: int = 4000,
-        tokenizer: str | None = None,
         vocab_size: int = 1000,
         lowercase: bool = True,
         max_length: int = 128,
         line_by_line: bool = False,
         mlm_probability: float = 0.15,
         whole_word_mask: bool = False,
-        tokenizer_dir: str = "tokenizer",
-        data_dir: str = "data",
-        val_fraction: float = 0.1,
-        test_fraction: float = 0.1,
-        seed: int = 42,
-        batch_size: int = 32,
-        num_workers: int = 0,
-        pin_memory: bool = False,
-        predict_path: str | None = None,
+        **common: Any,
     ) -> None:
-        super().__init__(source, batch_size, max_length, val_fraction, test_fraction)
+        super().__init__(vocab_size=vocab_size, lowercase=lowercase, max_length=max_length, **common)
         if not 0 < mlm_probability < 1:
             raise UserError(f"data.mlm_probability={mlm_probability}: give the fraction of tokens to mask, in (0, 1)")
-        self.save_hyperparameters()
 
     @property
     def texts(self) -> dict[str, list[str]]:

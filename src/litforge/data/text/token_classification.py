@@ -85,16 +85,6 @@ class TokenDataModule(HFTextDataModule):
 
     def __init__(
         self,
-        source: str = "generated",
-        name: str | None = None,
-        config_name: str | None = None,
-        train_split: str = "train",
-        val_split: str | None = "validation",
-        test_split: str | None = "test",
-        train_file: str | None = None,
-        val_file: str | None = None,
-        test_file: str | None = None,
-        test_path: str | None = None,
         token_column: Any = 0,
         tag_column: Any = -1,
         tag_scheme: str = "iob2",
@@ -102,24 +92,15 @@ class TokenDataModule(HFTextDataModule):
         label_all_subtokens: bool = False,
         overflow: str = "window",
         num_sentences: int = 3000,
-        tokenizer: str | None = None,
         vocab_size: int = 2000,
         lowercase: bool = False,
         max_length: int = 64,
-        tokenizer_dir: str = "tokenizer",
-        data_dir: str = "data",
-        val_fraction: float = 0.1,
-        test_fraction: float = 0.1,
-        seed: int = 42,
-        batch_size: int = 32,
-        num_workers: int = 0,
-        predict_path: str | None = None,
+        **common: Any,
     ) -> None:
-        super().__init__(source, batch_size, max_length, val_fraction, test_fraction)
+        super().__init__(vocab_size=vocab_size, lowercase=lowercase, max_length=max_length, **common)
         for key, value, valid in (("overflow", overflow, OVERFLOW), ("tag_scheme", tag_scheme, SCHEMES)):
             if value not in valid:
                 raise UserError(f"data.{key}={value!r} is not one of {valid}")
-        self.save_hyperparameters()
         self.id2label = list(labels) if labels else None
 
     @property
