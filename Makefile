@@ -8,7 +8,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(subst =,-,$(subst $() ,_,$(TORCH)))
 
-.PHONY: install train test lint bench clean
+.PHONY: install train test lint bench bench-tabular transfer clean
 
 install: $(STAMP)
 
@@ -31,6 +31,16 @@ bench: $(STAMP)
 	$(PY) -m tests.benchmarks.bench_startup
 	$(PY) -m tests.benchmarks.bench_text
 	$(PY) -m tests.benchmarks.bench_sweep
+	$(PY) -m tests.benchmarks.bench_vision
+	$(PY) -m tests.benchmarks.bench_tabular
+
+# scikit-learn's HistGradientBoosting and linear models beside litforge's tabular nets, on the same rows
+bench-tabular: $(STAMP)
+	$(PY) -m tests.benchmarks.bench_tabular $(ARGS)
+
+# experiment=digits_transfer: pre-train on digits 0-4, fine-tune on 20 labels/class of 5-9, vs from scratch
+transfer: $(STAMP)
+	$(PY) -m tests.benchmarks.bench_transfer $(ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests

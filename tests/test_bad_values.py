@@ -124,6 +124,7 @@ TINY_TEXT = ["data.vocab_size=120", "data.max_length=24", "data.batch_size=8"]
 TASK_RUNS = {
     "litforge.tasks.image_classification.ImageClassificationModule": ["data=digits", "model=image_classifier"],
     "litforge.tasks.regression.RegressionModule": ["experiment=diabetes_mlp"],
+    "litforge.tasks.tabular_classification.TabularClassificationModule": ["experiment=breast_cancer_mlp"],
     "litforge.tasks.text_classification.TextClassificationModule": [
         *("experiment=text_clf_offline", "data.num_examples=120", *TINY_TEXT, *TINY_BACKBONE),
     ],

@@ -33,6 +33,12 @@ def user_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[str]]
             "data.target=price",
             "data.impute=median",
         ],
+        # rooms (1 to 5) as classes; the text column `town` is categorical
+        "tabular_classification_file": [
+            f"data.path={houses_csv(root / 'rooms.csv', gaps=True)}",
+            "data.target=rooms",
+            "data.impute=median",
+        ],
         "text_file": [f"data.train_file={reviews_csv(root / 'reviews.csv')}", *TINY_TEXT],
         "conll_file": [f"data.train_file={conll_file(root / 'people.conll')}", *TINY_TEXT],
         "mlm_text_file": [f"data.train_file={corpus_txt(root / 'corpus.txt')}", *TINY_TEXT],
@@ -114,3 +120,22 @@ def test_tags_say_what_ran(tmp_path: Path) -> None:
     assert "tags:\n- digits\n- image_classifier\n- cnn\n" in plain.stdout
     mnist = run_cli("litforge.train", ["--cfg", "job", "--resolve", "data=mnist"], tmp_path)
     assert "tags:\n- mnist\n- image_classifier\n- cnn\n" in mnist.stdout
+
+
+@pytest.mark.parametrize(
+    ("model", "encoder"), [("masked_lm", "bilstm"), ("image_classifier", "textcnn"), ("image_classifier", "bilstm")]
+)
+def test_a_text_encoder_on_a_task_without_its_head_is_refused(model: str, encoder: str, tmp_path: Path) -> None:
+    cfg = compose_config([f"model={model}", f"model/backbone={encoder}"], log_dir=tmp_path)
+    with pytest.raises(UserError, match=f"model/backbone={encoder} .* heads for model=text_classifier and model="):
+        check_data_fits_model(cfg, {"data": "digits", "model": model, "model/backbone": encoder})
+
+
+def test_cli_refuses_bilstm_on_the_masked_lm_naming_the_models_that_take_it(tmp_path: Path) -> None:
+    proc = run_cli("litforge.train", [*QUIET, "experiment=mlm_offline", "model/backbone=bilstm"], tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    assert "model/backbone=bilstm (model_type litforge_bilstm) is a text encoder with heads for" in proc.stderr
+    assert "model=text_classifier and model=token_classifier, not for model=masked_lm" in proc.stderr
+    assert "Backbones for model=masked_lm: model/backbone=bert_base, model/backbone=distilbert" in proc.stderr
+    assert "textcnn" not in proc.stderr and "Traceback" not in proc.stderr
+    assert not run_dirs(tmp_path)

@@ -48,6 +48,7 @@ def test_experiment_composes(name: str, tmp_path: Path) -> None:
 @pytest.mark.parametrize("name", options("data"))
 def test_data_option_instantiates(name: str, tmp_path: Path) -> None:
     required = {"image_folder": ["data.path=somewhere"], "tabular_file": ["data.path=somewhere.csv", "data.target=y"]}
+    required["tabular_classification_file"] = required["tabular_file"]
     cfg = compose_config([f"data={name}", *required.get(name, [])], log_dir=tmp_path)
     datamodule = hydra.utils.instantiate(cfg.data)
     assert datamodule.batch_size == cfg.data.batch_size

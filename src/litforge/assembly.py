@@ -168,8 +168,12 @@ def instantiate_task(model_cfg: dict[str, Any] | DictConfig, data_kwargs: dict[s
         raise UserError(f"model._target_={target}: no such class ({err})") from err
     try:
         return cls(**kwargs, **data_kwargs)
-    except (TypeError, ValueError) as err:
-        raise UserError(f"model ({target}): {err}") from err
+    except (InstantiationException, TypeError, ValueError) as err:
+        # a net the task builds from `model.net` fails inside Hydra's instantiate: report its own error
+        cause = err.__cause__ if isinstance(err, InstantiationException) and err.__cause__ else err
+        if isinstance(cause, UserError):
+            raise cause from err
+        raise UserError(f"model ({target}): {cause}") from err
 
 
 def build_task(checkpoint: dict[str, Any]) -> Any:

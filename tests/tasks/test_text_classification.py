@@ -10,7 +10,7 @@ import torch
 
 from litforge.assembly import instantiate_task
 from litforge.data.text.classification import TextDataModule
-from litforge.tasks.hf_backbone import layer_index
+from litforge.tasks.finetune import layer_index
 from litforge.tasks.text_classification import TextClassificationModule
 from tests.helpers import QUIET, TINY_BACKBONE, check_ok, compose_config, run_cli, run_dirs
 

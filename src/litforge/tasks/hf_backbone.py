@@ -1,10 +1,12 @@
 """Hugging Face backbones shared by the text tasks (classification, masked LM, token tagging):
-pretrained by hub id or folder, or built from a config for a tokenizer trained on the data."""
+pretrained by hub id or folder, or built from a config for a tokenizer trained on the data, its
+embeddings optionally initialised from a word-vectors file (`word_vectors`). litforge's own
+encoders (nets/text_encoders.py: model_type litforge_bilstm, litforge_textcnn) are registered with
+the Auto classes here, so they build, load and export as any transformers model."""
 
 import inspect
 import json
 import logging
-import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -16,8 +18,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# encoder blocks are named `<...>.layer.<i>.` (BERT, RoBERTa, DistilBERT) or `<...>.layers.<i>.`
-LAYER_PATTERN = re.compile(r"\.layers?\.(\d+)\.")
 KEY = "model.backbone.pretrained_model_name_or_path"
 VALID = (
     "Give a folder written by save_pretrained (config.json, the weights, the tokenizer), a hub id such as "
@@ -40,14 +40,26 @@ ARCHITECTURE_KEYS = frozenset(
         "hidden_dim",
         "n_layers",
         "n_heads",
+        # litforge's BiLSTM and TextCNN encoders
+        "embedding_dim",
+        "num_layers",
+        "num_filters",
+        "kernel_sizes",
     }
 )
+WORD_VECTORS = "model.backbone.word_vectors"
+# config keys that size a model's input embeddings, the first whose value is the embedding size is named
+EMBEDDING_SIZE_KEYS = ("embedding_dim", "embedding_size", "hidden_size", "dim", "d_model")
 
 
 def check_pretrained_source(backbone: Mapping[str, Any] | None) -> None:
-    """A local folder named as the backbone must hold a config.json, checked before any data is read
-    so that a wrong path leaves no half-written run; a hub id is checked when it loads."""
+    """A local folder named as the backbone must hold a config.json, and a word-vectors file must exist
+    with vectors of the configured embedding_dim, checked before any data is read so that a wrong path
+    leaves no half-written run; a hub id is checked when it loads."""
     name = (backbone or {}).get("pretrained_model_name_or_path")
+    vectors = (backbone or {}).get("word_vectors")
+    if vectors:
+        _check_word_vectors_source(name, str(vectors), (backbone or {}).get("config") or {})
     if not name:
         return
     path = Path(str(name))
@@ -66,6 +78,49 @@ def check_pretrained_source(backbone: Mapping[str, Any] | None) -> None:
         raise UserError(f"{KEY}={name}: its config.json is not readable JSON ({err}). {VALID}") from err
 
 
+def _check_word_vectors_source(name: Any, vectors: str, config: Mapping[str, Any]) -> None:
+    from litforge.data.text.word_vectors import check_size, vector_size
+
+    if name:
+        raise UserError(
+            f"{WORD_VECTORS}={vectors} initialises the embeddings of an untrained model, but {KEY}={name} "
+            f"brings trained ones. Give one of the two: {WORD_VECTORS}=null, or {KEY}=null."
+        )
+    size = vector_size(vectors)
+    # only litforge's encoders say by this key alone how wide their embeddings are; others are checked when built
+    if "embedding_dim" in config:
+        check_size(vectors, size, int(config["embedding_dim"]), "model.backbone.config.embedding_dim")
+
+
+def init_word_vectors(model: "PreTrainedModel", path: str, tokenizer: "PreTrainedTokenizerBase | None") -> int:
+    """The rows of `model`'s input embeddings for the tokenizer's tokens found in the word-vectors
+    file (see data.text.word_vectors), the others left as initialised; returns how many, also logged."""
+    import torch
+
+    from litforge.data.text.word_vectors import check_size, vector_size, vocabulary_vectors
+
+    if tokenizer is None:
+        raise UserError(f"{WORD_VECTORS}={path} maps words through the data's tokenizer, and there is none here")
+    embeddings = model.get_input_embeddings()
+    keys = [key for key in EMBEDDING_SIZE_KEYS if getattr(model.config, key, None) == embeddings.embedding_dim]
+    size = vector_size(path)
+    check_size(
+        path, size, embeddings.embedding_dim, f"model.backbone.config.{keys[0]}" if keys else "the embedding size"
+    )
+    vocab = tokenizer.get_vocab()
+    rows, lowered = vocabulary_vectors(path, size, vocab)
+    if rows:
+        with torch.no_grad():
+            values = torch.tensor(list(rows.values()), dtype=embeddings.weight.dtype)
+            embeddings.weight[torch.tensor(list(rows))] = values.to(embeddings.weight.device)
+    shown = f" ({lowered} by their lowercased form)" if lowered else ""
+    message = "%s=%s: %d of the %d vocabulary tokens found%s; the other embedding rows keep their random values"
+    log.info(message, WORD_VECTORS, path, len(rows), len(vocab), shown)
+    if not rows:
+        log.warning("%s=%s holds none of the tokenizer's tokens: is it a file for this language?", WORD_VECTORS, path)
+    return len(rows)
+
+
 def build_backbone(
     auto_class: Any,
     backbone: dict[str, Any],
@@ -73,16 +128,22 @@ def build_backbone(
     **head: Any,
 ) -> "PreTrainedModel":
     """`auto_class` (e.g. AutoModelForSequenceClassification) from
-    `backbone = {"pretrained_model_name_or_path": ..., "config": {...}}`.
+    `backbone = {"pretrained_model_name_or_path": ..., "config": {...}, "word_vectors": ...}`.
 
     With a name, weights and config come from the hub or folder (see `pretrained_backbone`);
     without, `config` (with `model_type`) describes an untrained model whose vocabulary is the
-    tokenizer's. `head` (num_labels, id2label, ...) configures the task head.
+    tokenizer's, its embeddings initialised from the file `word_vectors` if given. `head`
+    (num_labels, id2label, ...) configures the task head.
     """
     from transformers import AutoConfig
 
+    import litforge.nets.text_encoders  # noqa: F401  (registers litforge's encoders with the Auto classes)
+
     name = backbone.get("pretrained_model_name_or_path")
     config = dict(backbone.get("config") or {})
+    vectors = backbone.get("word_vectors")
+    if vectors:
+        _check_word_vectors_source(name, str(vectors), config)
     if name:
         return pretrained_backbone(auto_class, str(name), config, tokenizer, head)
     if "model_type" not in config:
@@ -106,7 +167,13 @@ def build_backbone(
             f"data.max_length={tokenizer.model_max_length} is more than model.backbone.config."
             f"max_position_embeddings={positions}: raise the latter or lower the former."
         )
-    return auto_class.from_config(model_config)
+    try:
+        model = auto_class.from_config(model_config)
+    except ValueError as err:
+        raise UserError(f"model.backbone.config: {_first_line(err)}") from err
+    if vectors:
+        init_word_vectors(model, str(vectors), tokenizer)
+    return model
 
 
 def pretrained_backbone(
@@ -194,29 +261,3 @@ def input_names(model: "PreTrainedModel") -> set[str]:
     """The named inputs of the model's forward: a BERT tokenizer's token_type_ids must not reach
     a model without them (e.g. DistilBERT), whose **kwargs would hide the mistake."""
     return set(inspect.signature(model.forward).parameters) - {"kwargs"}
-
-
-def layer_index(name: str, num_layers: int) -> int:
-    """0 for embeddings, i + 1 for encoder block i, num_layers + 1 for the head and the rest."""
-    if "embeddings" in name:
-        return 0
-    match = LAYER_PATTERN.search(name)
-    return int(match.group(1)) + 1 if match else num_layers + 1
-
-
-def layerwise_lr_groups(model: "PreTrainedModel", lr: float, weight_decay: float, decay: float) -> list[dict[str, Any]]:
-    """Optimiser groups whose learning rate shrinks by `decay` per block from the head down to
-    the embeddings; biases and norm scales (1-d) are not decayed."""
-    num_layers = model.config.num_hidden_layers
-    groups: dict[tuple[int, bool], list] = {}
-    for name, param in model.named_parameters():
-        if param.requires_grad:
-            groups.setdefault((layer_index(name, num_layers), param.ndim > 1), []).append(param)
-    return [
-        {
-            "params": params,
-            "lr": lr * decay ** (num_layers + 1 - depth),
-            "weight_decay": weight_decay if decays else 0.0,
-        }
-        for (depth, decays), params in sorted(groups.items())
-    ]

@@ -16,9 +16,18 @@ class NetTaskModule(TaskModule):
 
     prediction_file = "predictions.csv"
 
-    def build_net(self, net: dict[str, Any], init: str, input_shape: int | Sequence[int], num_outputs: int) -> None:
-        """`self.net`, its weights initialised by `init` (see litforge.nets.init)."""
-        self.net: nn.Module = hydra.utils.instantiate(net, input_shape=input_shape, num_outputs=num_outputs)
+    def build_net(
+        self,
+        net: dict[str, Any],
+        init: str,
+        input_shape: int | Sequence[int],
+        num_outputs: int,
+        cardinalities: Sequence[int] | None = None,
+    ) -> None:
+        """`self.net`, its weights initialised by `init` (see litforge.nets.init); a table's categorical
+        columns give `cardinalities` (codes per column), passed to the net only then."""
+        extra = {} if cardinalities is None else {"cardinalities": list(cardinalities)}
+        self.net: nn.Module = hydra.utils.instantiate(net, input_shape=input_shape, num_outputs=num_outputs, **extra)
         init_weights(self.net, init)
 
     def forward(self, x: Tensor) -> Tensor:

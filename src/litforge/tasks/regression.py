@@ -28,7 +28,8 @@ def regression_metrics() -> MetricCollection:
 
 class RegressionModule(NetTaskModule):
     """A plain nn.Module (`net`) fit to standardised targets; its outputs, the metrics and the
-    predictions are in the targets' own units (`target_mean`/`target_std` undo the scaling)."""
+    predictions are in the targets' own units (`target_mean`/`target_std` undo the scaling). With a
+    table's categorical embeddings (`cardinalities`), the net takes `(x, x_cat)`."""
 
     def __init__(
         self,
@@ -44,13 +45,14 @@ class RegressionModule(NetTaskModule):
         target_names: Sequence[str] = ("target",),
         target_mean: Sequence[float] | None = None,
         target_std: Sequence[float] | None = None,
+        cardinalities: Sequence[int] | None = None,
     ) -> None:
         super().__init__()
         if loss not in LOSSES:
             raise ValueError(f"model.loss={loss!r} is not one of {LOSSES}")
         self.save_hyperparameters()
         num_targets = len(target_names)
-        self.build_net(net, init, input_shape=len(feature_names), num_outputs=num_targets)
+        self.build_net(net, init, len(feature_names), num_targets, cardinalities)
         mean = torch.tensor(target_mean or [0.0] * num_targets)
         std = torch.tensor(target_std or [1.0] * num_targets)
         # rebuilt from the hyperparameters, so not saved twice in the state dict
@@ -59,9 +61,12 @@ class RegressionModule(NetTaskModule):
         self.set_metrics(regression_metrics())
         self.test_predictions, self.test_targets = CatMetric(), CatMetric()
 
-    def forward(self, x: Tensor) -> Tensor:
-        """Predictions in the targets' units from standardised features."""
-        return self.net(x) * self.target_std + self.target_mean
+    def forward(self, x: Tensor, x_cat: Tensor | None = None) -> Tensor:
+        """Predictions in the targets' units from standardised features (and categorical codes)."""
+        return self._scaled(x, x_cat) * self.target_std + self.target_mean
+
+    def _scaled(self, x: Tensor, x_cat: Tensor | None = None) -> Tensor:
+        return self.net(x) if x_cat is None else self.net(x, x_cat)
 
     def _loss(self, scaled_preds: Tensor, targets: Tensor) -> Tensor:
         scaled_targets = (targets - self.target_mean) / self.target_std
@@ -71,9 +76,9 @@ class RegressionModule(NetTaskModule):
             return nn.functional.l1_loss(scaled_preds, scaled_targets)
         return nn.functional.mse_loss(scaled_preds, scaled_targets)
 
-    def _step(self, batch: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor, Tensor]:
-        x, y = batch
-        scaled = self.net(x)
+    def _step(self, batch: tuple[Tensor, ...]) -> tuple[Tensor, Tensor, Tensor]:
+        *inputs, y = batch
+        scaled = self._scaled(*inputs)
         return self._loss(scaled, y), scaled * self.target_std + self.target_mean, y
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
@@ -95,11 +100,11 @@ class RegressionModule(NetTaskModule):
         self.test_targets.reset()
 
     def predict_step(self, batch: dict[str, Any], batch_idx: int) -> list[dict[str, Any]]:
-        """One record per row of a `predict_dataloader` batch (`{"id": [...], "inputs": features}`):
+        """One record per row of a `predict_dataloader` batch (`{"id": [...], "inputs": (x,) or (x, x_cat)}`):
         `prediction` in the target's units, or `prediction/<target>` per target when there are several."""
         names = self.hparams.target_names
         keys = ["prediction"] if len(names) == 1 else [f"prediction/{name}" for name in names]
-        values = self(batch["inputs"]).float().tolist()
+        values = self(*batch["inputs"]).float().tolist()
         return [{"id": id_, **dict(zip(keys, row, strict=True))} for id_, row in zip(batch["id"], values, strict=True)]
 
     def figures(self) -> dict[str, Figure]:

@@ -1,4 +1,3 @@
-import logging
 from typing import Any
 
 import torch
@@ -7,21 +6,17 @@ from torch import Tensor
 from torchmetrics.classification import BinaryAUROC, MulticlassConfusionMatrix
 from transformers import AutoModelForSequenceClassification
 
-from litforge.tasks.hf_backbone import layerwise_lr_groups
+from litforge.tasks.finetune import BackboneFinetuning, check_layerwise_lr_decay
 from litforge.tasks.hf_task import HFTaskModule
 from litforge.tasks.metrics import classification_metrics
-from litforge.utils.errors import UserError
 from litforge.utils.plots import confusion_matrix_figure
 
-log = logging.getLogger(__name__)
 
-
-class TextClassificationModule(HFTaskModule):
+class TextClassificationModule(BackboneFinetuning, HFTaskModule):
     """A Hugging Face encoder with a sequence-classification head, trained with cross-entropy.
 
     `num_labels`, `id2label` and `tokenizer_files` come from the data module, `export_dir` see HFTaskModule.
-    `freeze_backbone_epochs` trains only the head for that many epochs; `layerwise_lr_decay`
-    below 1 gives each encoder block `decay` times the learning rate of the block above it.
+    `freeze_backbone_epochs` and `layerwise_lr_decay`: see finetune.BackboneFinetuning.
     """
 
     def __init__(
@@ -39,8 +34,7 @@ class TextClassificationModule(HFTaskModule):
         export_dir: str | None = None,
     ) -> None:
         super().__init__()
-        if not 0 < layerwise_lr_decay <= 1:
-            raise UserError(f"model.layerwise_lr_decay={layerwise_lr_decay}: give a factor in (0, 1]; 1 turns it off")
+        check_layerwise_lr_decay(layerwise_lr_decay)
         self.save_hyperparameters(ignore=["tokenizer_files"])
         names = id2label or [str(i) for i in range(num_labels)]
         self.build(AutoModelForSequenceClassification, backbone, tokenizer_files, names, num_labels)
@@ -78,21 +72,6 @@ class TextClassificationModule(HFTaskModule):
 
     def on_test_epoch_start(self) -> None:
         self.test_confusion.reset()
-
-    def on_train_epoch_start(self) -> None:
-        # parameters stay in the optimiser while frozen (no gradient, so no update): adding them
-        # later as a new group (BaseFinetuning's way) would escape the warm-up schedule and LLRD
-        frozen = self.current_epoch < self.hparams.freeze_backbone_epochs
-        if frozen or self.current_epoch == self.hparams.freeze_backbone_epochs > 0:
-            log.info("epoch %d: backbone %s", self.current_epoch, "frozen" if frozen else "unfrozen")
-        self.model.base_model.requires_grad_(not frozen)
-
-    def parameter_groups(self) -> list[dict[str, Any]] | None:
-        decay = self.hparams.layerwise_lr_decay
-        if decay == 1:
-            return None
-        optimizer = self.hparams.optimizer
-        return layerwise_lr_groups(self.model, optimizer["lr"], optimizer.get("weight_decay", 0.0), decay)
 
     def figures(self) -> dict[str, Figure]:
         matrix = self.test_confusion.compute().cpu().numpy()

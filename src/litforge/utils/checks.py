@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from fnmatch import fnmatch
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from litforge.tasks.registry import task_metrics
 from litforge.utils.checkpoint import trusted_prefixes
@@ -47,6 +47,12 @@ def _limit(value: Any) -> bool:
     return _whole(value) and (value >= 1 or value == -1)
 
 
+def _class_weights(value: Any) -> bool:
+    if value is None or value == "balanced":
+        return True
+    return isinstance(value, ListConfig | list) and len(value) > 0 and all(_number(w) and w > 0 for w in value)
+
+
 NO_LIMIT = "-1 for no limit"
 RULES: dict[str, Rule] = {
     "model.optimizer.lr": Rule(lambda v: _number(v) and v > 0, "a positive learning rate, e.g. 0.001"),
@@ -57,6 +63,12 @@ RULES: dict[str, Rule] = {
     "model.net.dropout": Rule(_probability, "a dropout probability from 0 up to, not including, 1"),
     "model.backbone.config.*dropout*": Rule(
         lambda v: v is None or _probability(v), "a dropout probability from 0 up to, not including, 1, or null"
+    ),
+    "model.class_weights": Rule(
+        _class_weights, "null, balanced, or one positive weight per class in class order, e.g. [1,3]"
+    ),
+    "data.categorical_encoding": Rule(
+        lambda v: v in ("onehot", "embedding"), "onehot (one input per category) or embedding (learned vectors)"
     ),
     "data.batch_size": Rule(lambda v: _whole(v) and v >= 1, "a batch size of at least 1 (a whole number, e.g. 32)"),
     "trainer.max_epochs": Rule(

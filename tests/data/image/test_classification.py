@@ -8,7 +8,8 @@ from omegaconf import OmegaConf
 from PIL import Image
 
 from litforge.assembly import instantiate_datamodule
-from litforge.data.image.classification import ImageDataModule, random_crop, random_hflip
+from litforge.data.image.augment import random_crop, random_hflip, random_resized_crop
+from litforge.data.image.classification import ImageDataModule
 from litforge.utils.errors import UserError
 from tests.helpers import compose_config
 
@@ -72,7 +73,9 @@ def test_image_folder_reads_classes_resizes_and_keeps_class_order(tmp_path: Path
     dm = _setup(
         source="folder", path=str(tmp_path), image_size=[8, 8], color_mode="L", val_fraction=0.2, test_fraction=0.2
     )
-    assert dm.model_kwargs() == {"input_shape": [1, 8, 8], "num_classes": 2, "class_names": ["cat", "dog"]}
+    kwargs = dm.model_kwargs()
+    assert kwargs.pop("pixel_scaling") == {"mean": dm.mean.tolist(), "std": dm.std.tolist(), "max": 255.0}
+    assert kwargs == {"input_shape": [1, 8, 8], "num_classes": 2, "class_names": ["cat", "dog"]}
     assert sum(len(s) for s in dm.splits.values()) == 14
     again = ImageDataModule(source="folder", path=str(tmp_path), image_size=[8, 8], color_mode="L")
     again.load_state_dict({**dm.state_dict(), "class_names": ["dog", "cat"]})
@@ -221,3 +224,42 @@ def test_mnist_from_the_hub(tmp_path: Path) -> None:
     dm = _setup(source="hub", name="ylecun/mnist", data_dir=str(tmp_path), color_mode="L", test_fraction=0.0)
     assert dm.model_kwargs()["input_shape"] == [1, 28, 28]
     assert len(dm.splits["test"]) == 10000
+
+
+def test_random_resized_crop_keeps_the_size_and_the_whole_box_is_the_image() -> None:
+    images = torch.rand(4, 3, 8, 8)
+    assert torch.allclose(random_resized_crop(images, [1.0, 1.0], ratio=(1.0, 1.0)), images, atol=1e-5)
+    cropped = random_resized_crop(images, [0.2, 0.5])
+    assert cropped.shape == images.shape and not torch.allclose(cropped, images)
+    # a crop of a constant image is that constant: the box stays inside the image
+    assert torch.allclose(random_resized_crop(torch.full((3, 1, 8, 8), 0.7), [0.1, 0.9]), torch.tensor(0.7))
+
+
+def test_classes_and_per_class_pick_a_few_labelled_images_of_some_classes() -> None:
+    dm = _setup(classes=[7, 5, 6], per_class=4, seed=3)
+    assert dm.class_names == ["7", "5", "6"]
+    assert torch.bincount(dm.splits["train"].tensors[1]).tolist() == [4, 4, 4]
+    # validation and test keep all their images of those classes, relabelled in the given order
+    full = _setup(seed=3)
+    selected = sum(int((split.tensors[1] == d).sum()) for split in full.splits.values() for d in (7, 5, 6))
+    for split in ("val", "test"):
+        labels = dm.splits[split].tensors[1]
+        assert set(labels.tolist()) == {0, 1, 2} and abs(len(labels) - 0.15 * selected) <= 1
+    assert dm.model_kwargs()["num_classes"] == 3
+    assert (
+        _setup(classes=[7, 5, 6], per_class=4, seed=3).splits["train"].tensors[0].equal(dm.splits["train"].tensors[0])
+    )
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        ({"classes": [5, 11]}, "'11' is not a class of the data"),
+        ({"classes": [5]}, "data.classes=\\[5\\]: give at least two"),
+        ({"per_class": 0}, "data.per_class=0"),
+        ({"crop_scale": [0.5, 1.5]}, "data.crop_scale="),
+    ],
+)
+def test_bad_class_picks_and_crop_scales_are_refused(option: dict, message: str) -> None:
+    with pytest.raises(UserError, match=message):
+        _setup(**option)

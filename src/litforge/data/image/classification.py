@@ -8,6 +8,7 @@ import torch
 from torch import Tensor
 
 from litforge.data.image import sources as image_sources
+from litforge.data.image.augment import random_crop, random_hflip, random_resized_crop
 from litforge.data.inputs import expand_inputs
 from litforge.data.memory import InMemoryDataModule, PredictInputs, TensorSplit
 from litforge.data.splits import carve_missing_splits
@@ -18,23 +19,6 @@ log = logging.getLogger(__name__)
 SOURCES = ("digits", "hub", "folder")
 # how many classes the log lists one by one
 LOGGED_CLASSES = 20
-
-
-def random_crop(images: Tensor, padding: int) -> Tensor:
-    """Pad each image by `padding` and cut it back at a random offset (one gather per batch)."""
-    n, _, height, width = images.shape
-    padded = torch.nn.functional.pad(images, [padding] * 4)
-    dy = torch.randint(0, 2 * padding + 1, (n, 1, 1), device=images.device)
-    dx = torch.randint(0, 2 * padding + 1, (n, 1, 1), device=images.device)
-    rows = (torch.arange(height, device=images.device).view(1, -1, 1) + dy).expand(n, height, width)
-    cols = (torch.arange(width, device=images.device).view(1, 1, -1) + dx).expand(n, height, width)
-    batch = torch.arange(n, device=images.device).view(-1, 1, 1)
-    return padded[batch, :, rows, cols].permute(0, 3, 1, 2)
-
-
-def random_hflip(images: Tensor) -> Tensor:
-    flip = torch.rand(images.shape[0], device=images.device) < 0.5
-    return torch.where(flip.view(-1, 1, 1, 1), images.flip(-1), images)
 
 
 def _check_folders(
@@ -76,6 +60,49 @@ def _log_splits(splits: dict[str, TensorSplit], class_names: list[str], origins:
 
 def _read_batch(files: list[Path], shape: tuple[int, int, int], pixel_max: float, indices: list[int]) -> Tensor:
     return torch.stack([image_sources.read_like_training(files[i], shape, pixel_max) for i in indices])
+
+
+def _plain_scale(scale: Sequence[float] | None) -> list[float] | None:
+    """[min, max] area fractions of the random resized crop, plain floats."""
+    if scale is None:
+        return None
+    values = list(scale) if isinstance(scale, Sequence) and not isinstance(scale, str) else []
+    if len(values) != 2 or not all(isinstance(v, int | float) for v in values) or not 0 < values[0] <= values[1] <= 1:
+        raise UserError(f"data.crop_scale={scale!r}: give [min, max] fractions of the image area, e.g. [0.6, 1.0]")
+    return [float(v) for v in values]
+
+
+def _plain_classes(classes: Sequence[str | int] | None) -> list[str] | None:
+    """The class names to keep, as strings (digits' classes are named "0".."9")."""
+    if classes is None:
+        return None
+    names = [str(c) for c in classes] if isinstance(classes, Sequence) and not isinstance(classes, str) else []
+    if len(names) < 2 or len(set(names)) != len(names):
+        raise UserError(f"data.classes={classes!r}: give at least two different class names, e.g. [cat, dog], or null")
+    return names
+
+
+def select_classes(data: image_sources.ImageData, classes: list[str]) -> None:
+    """Keep only `classes` in every split, relabelled in their order."""
+    unknown = [name for name in classes if name not in data.class_names]
+    if unknown:
+        raise UserError(f"data.classes: {unknown[0]!r} is not a class of the data; its classes are {data.class_names}")
+    mapping = torch.full((len(data.class_names),), -1, dtype=torch.long)
+    mapping[torch.tensor([data.class_names.index(name) for name in classes])] = torch.arange(len(classes))
+    for role, split in data.splits.items():
+        images, labels = split.tensors
+        relabelled = mapping[labels]
+        keep = relabelled >= 0
+        data.splits[role] = TensorSplit(images[keep], relabelled[keep])
+    data.class_names = list(classes)
+
+
+def take_per_class(split: TensorSplit, per_class: int, num_classes: int, seed: int) -> TensorSplit:
+    """At most `per_class` images of each class, drawn at random (seeded), in their original order."""
+    labels = split.tensors[1]
+    order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(seed))
+    keep = torch.cat([order[labels[order] == c][:per_class] for c in range(num_classes)]).sort().values
+    return TensorSplit(*(t[keep] for t in split.tensors))
 
 
 def _plain_size(image_size: Sequence[int] | None) -> list[int] | None:
@@ -125,7 +152,10 @@ class ImageDataModule(InMemoryDataModule):
         val_fraction: float = 0.15,
         test_fraction: float = 0.15,
         crop_padding: int = 0,
+        crop_scale: Sequence[float] | None = None,
         hflip: bool = False,
+        classes: Sequence[str | int] | None = None,
+        per_class: int | None = None,
         seed: int = 42,
         batch_size: int = 64,
         num_workers: int = 0,
@@ -145,6 +175,10 @@ class ImageDataModule(InMemoryDataModule):
         _check_folders(source, path, train_path, val_path, test_path)
         # save_hyperparameters records the arguments' current values: the plain list, not a ListConfig
         image_size = _plain_size(image_size)
+        crop_scale = _plain_scale(crop_scale)
+        classes = _plain_classes(classes)
+        if per_class is not None and (isinstance(per_class, bool) or not isinstance(per_class, int) or per_class < 1):
+            raise UserError(f"data.per_class={per_class!r}: give how many training images to keep per class, or null")
         self.save_hyperparameters()
         self.class_names: list[str] | None = None
         self.mean: Tensor | None = None
@@ -168,7 +202,9 @@ class ImageDataModule(InMemoryDataModule):
         for role, key in (("validation", "val_path"), ("test", "test_path")):
             if hp[key]:
                 folders[role] = (hp[key], f"data.{key}")
-        return image_sources.load_folders(folders, size, hp.color_mode, self.class_names)
+        # restored class names are the selected ones: the folders' classes are read in full, then selected
+        known = None if hp.classes else self.class_names
+        return image_sources.load_folders(folders, size, hp.color_mode, known)
 
     def _restored(self) -> bool:
         """Whether a checkpoint's state is loaded, so new images can be read without the training data."""
@@ -193,13 +229,19 @@ class ImageDataModule(InMemoryDataModule):
 
     def _setup_splits(self) -> None:
         data = self._load()
+        if self.hparams.classes:
+            select_classes(data, self.hparams.classes)
         self.class_names = self.class_names or data.class_names
         self.image_shape = self.image_shape or list(data.splits["train"].tensors[0].shape[1:])
         if self.hparams.test_path and self.hparams.source != "folder":
             data.splits["test"] = self._read_test_folder()
             data.origins["test"] = f"from {Path(self.hparams.test_path).expanduser()}"
         splits = self._carve(data)
-        self.splits = {"train": splits["train"], "val": splits["validation"], "test": splits["test"]}
+        train = splits["train"]
+        if self.hparams.per_class:
+            train = take_per_class(train, self.hparams.per_class, len(self.class_names), self.hparams.seed)
+            data.origins["train"] += f", {self.hparams.per_class} per class at most (data.per_class)"
+        self.splits = {"train": train, "val": splits["validation"], "test": splits["test"]}
         _log_splits(self.splits, self.class_names, data.origins)
         if self.mean is None:
             pixels = self.splits["train"].tensors[0].float().transpose(0, 1).flatten(1)
@@ -250,6 +292,8 @@ class ImageDataModule(InMemoryDataModule):
         if self.trainer is not None and self.trainer.training:
             if self.hparams.crop_padding:
                 images = random_crop(images, self.hparams.crop_padding)
+            if self.hparams.crop_scale:
+                images = random_resized_crop(images, self.hparams.crop_scale)
             if self.hparams.hflip:
                 images = random_hflip(images)
         return self._normalise(images), labels
@@ -259,6 +303,12 @@ class ImageDataModule(InMemoryDataModule):
             "input_shape": list(self.splits["train"].tensors[0].shape[1:]),
             "num_classes": len(self.class_names),
             "class_names": list(self.class_names),
+            # how the batches were standardised, for a backbone whose preprocessing starts from pixels
+            "pixel_scaling": {
+                "mean": self.mean.tolist(),
+                "std": self.std.tolist(),
+                "max": float(self.pixel_max),
+            },
         }
 
     def state_dict(self) -> dict[str, Any]:

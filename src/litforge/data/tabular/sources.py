@@ -1,7 +1,5 @@
-"""Tables the tabular data module reads, and the checks that turn one into float arrays."""
+"""Tables the tabular data modules read: scikit-learn's bundled sets, a generated one, the user's files."""
 
-import logging
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -9,8 +7,6 @@ import pandas as pd
 
 from litforge.utils.config import require_file
 from litforge.utils.errors import UserError
-
-log = logging.getLogger(__name__)
 
 IMPUTE = ("mean", "median")
 FILE_SUFFIXES = (".csv", ".tsv", ".parquet", ".pq")
@@ -29,21 +25,73 @@ class Table:
         return f"data row {label + 1}" if self.first_line is None else f"line {label + self.first_line} of the file"
 
 
-@dataclass
-class TabularData:
-    """Float32 arrays, one row per example; features may hold NaN where imputation was asked for."""
-
-    features: np.ndarray
-    targets: np.ndarray
-    feature_names: list[str]
-    target_names: list[str]
-
-
 def load_diabetes() -> Table:
     """scikit-learn's bundled diabetes set in its original units (not sklearn's pre-scaled copy)."""
     from sklearn.datasets import load_diabetes as load
 
     return Table(load(scaled=False, as_frame=True).frame, "the diabetes data set")
+
+
+def _labelled(bunch, origin: str) -> Table:
+    """A bundled classification set with its class names in the target column."""
+    frame = bunch.frame.copy()
+    frame["target"] = np.asarray(bunch.target_names)[bunch.target]
+    return Table(frame, origin)
+
+
+def load_breast_cancer() -> Table:
+    """scikit-learn's bundled breast cancer set: 569 tumours, 30 features, malignant or benign."""
+    from sklearn.datasets import load_breast_cancer as load
+
+    return _labelled(load(as_frame=True), "the breast cancer data set")
+
+
+def load_wine() -> Table:
+    """scikit-learn's bundled wine set: 178 wines, 13 features, three cultivars."""
+    from sklearn.datasets import load_wine as load
+
+    return _labelled(load(as_frame=True), "the wine data set")
+
+
+def load_generated(rows: int, seed: int) -> Table:
+    """A customer table, the same for the same `rows` and `seed`: numeric and text columns with gaps,
+    an ID and a date column (no features), and whether the customer left (`churned`, Yes/No)."""
+    rng = np.random.default_rng(seed)
+    plan = rng.choice(["basic", "plus", "premium"], rows, p=[0.5, 0.3, 0.2])
+    region = rng.choice(["north", "south", "east", "west"], rows).astype(object)
+    payment = rng.choice(["card", "bank", "cash"], rows, p=[0.5, 0.3, 0.2])
+    tenure = rng.integers(1, 72, rows).astype(float)
+    charge = rng.normal(60, 20, rows).clip(15, 130).round(2) + np.select([plan == "plus", plan == "premium"], [15, 35])
+    calls = rng.poisson(1.5, rows).astype(float)
+    logit = (
+        -0.5
+        + 1.2 * (plan == "basic")
+        - 0.05 * tenure
+        + 0.03 * (charge - 70)
+        + 0.6 * calls
+        + np.select([region == "south", region == "west"], [0.8, -0.6])
+        + 0.9 * (payment == "cash")
+    )
+    churned = np.where(rng.random(rows) < 1 / (1 + np.exp(-logit)), "Yes", "No")
+    # gaps: in the numbers, and a region some customers never gave
+    tenure[rng.random(rows) < 0.05] = np.nan
+    charge[rng.random(rows) < 0.05] = np.nan
+    region[rng.random(rows) < 0.08] = None
+    start = pd.Timestamp("2020-01-01") + pd.to_timedelta(rng.integers(0, 1000, rows), unit="D")
+    frame = pd.DataFrame(
+        {
+            "customer_id": np.arange(1000, 1000 + rows),
+            "signup_date": start.strftime("%Y-%m-%d"),
+            "plan": plan,
+            "region": region,
+            "payment": payment,
+            "tenure_months": tenure,
+            "monthly_charge": charge,
+            "support_calls": calls,
+            "churned": churned,
+        }
+    )
+    return Table(frame, f"the generated customer table ({rows} rows, seed {seed})")
 
 
 def load_california(data_dir: str) -> Table:
@@ -75,134 +123,3 @@ def load_file(path: str | None, key: str = "data.path") -> Table:
     except (ValueError, OSError) as err:
         raise UserError(f"{key}={path}: not a readable {suffix[1:]} file ({err}).") from err
     return Table(frame.dropna(how="all"), f"{key}={path}", first_line=2)
-
-
-def _column_names(names: str | Sequence[str] | None, key: str) -> list[str] | None:
-    if names is None:
-        return None
-    names = [names] if isinstance(names, str) else [str(n) for n in names]
-    if not names:
-        raise UserError(f"data.{key}=[]: name at least one column")
-    return names
-
-
-def _check_present(table: Table, names: list[str], key: str) -> None:
-    columns = [str(c) for c in table.frame.columns]
-    for name in names:
-        if name not in columns:
-            raise UserError(
-                f"data.{key}: no column {name!r} in {table.origin}; its columns are {columns}. "
-                f"Set data.{key} to column names of the table."
-            )
-
-
-def _default_features(table: Table, targets: list[str]) -> list[str]:
-    """Every numeric column but the targets; a text column with some numbers in it is kept, so
-    that its stray non-number is reported rather than the column silently dropped."""
-    features, text = [], []
-    for name, column in table.frame.items():
-        if name in targets:
-            continue
-        numeric = pd.api.types.is_numeric_dtype(column) or pd.to_numeric(column, errors="coerce").notna().any()
-        (features if numeric else text).append(str(name))
-    if text:
-        log.info("left out non-numeric columns %s; list the features in data.features to choose", text)
-    if not features:
-        raise UserError(f"{table.origin} has no numeric column besides the target {targets}: set data.features.")
-    return features
-
-
-def _as_numbers(table: Table, columns: list[str]) -> pd.DataFrame:
-    numbers = {}
-    for name in columns:
-        column = table.frame[name]
-        values = pd.to_numeric(column, errors="coerce") if not pd.api.types.is_bool_dtype(column) else column
-        wrong = values.isna() & column.notna()
-        if wrong.any():
-            label = wrong.idxmax()
-            raise UserError(
-                f"column {name!r} of {table.origin} is not numeric: {table.row(label)} holds {column[label]!r}. "
-                "Fix that value, or leave the column out by listing numeric columns in data.features."
-            )
-        numbers[name] = values.astype("float64")
-    return pd.DataFrame(numbers, index=table.frame.index)
-
-
-def _handle_missing(
-    table: Table, numbers: pd.DataFrame, num_targets: int, drop_na: bool, impute: str | None
-) -> pd.DataFrame:
-    """Rows with NaN or +-inf: dropped, left as NaN for the data module to impute, or refused.
-    The targets are the first `num_targets` columns of `numbers`."""
-    bad = ~np.isfinite(numbers.to_numpy())
-    rows = bad.any(axis=1)
-    if not rows.any():
-        return numbers
-    if drop_na:
-        log.info("data.drop_na=true: dropped %d of %d rows with missing or infinite values", rows.sum(), len(rows))
-        return numbers[~rows]
-    refused = bad.copy()
-    if impute:
-        # imputing fills features only: a made-up target would be trained and scored on
-        refused[:, num_targets:] = False
-        if not refused.any():
-            return numbers.replace([np.inf, -np.inf], np.nan)
-    row, col = np.argwhere(refused)[0]
-    value = numbers.iat[row, col]
-    kind = "a missing (empty or NaN)" if np.isnan(value) else f"an infinite ({value})"
-    fill = "" if col < num_targets else ", or data.impute=mean (or median) to fill missing features"
-    raise UserError(
-        f"column {numbers.columns[col]!r} of {table.origin} has {kind} value in {table.row(numbers.index[row])} "
-        f"(rows with missing or infinite values: {int(rows.sum())} of {len(rows)}). Fix the data, "
-        f"or set data.drop_na=true to drop such rows{fill}."
-    )
-
-
-def select(
-    table: Table,
-    target: str | Sequence[str],
-    features: Sequence[str] | None,
-    drop_na: bool = False,
-    impute: str | None = None,
-) -> TabularData:
-    """The target column(s) and feature columns (default: every numeric column but the targets)."""
-    if table.frame.empty:
-        raise UserError(f"{table.origin} has no data rows: give a table with a header and at least one row.")
-    targets = _column_names(target, "target")
-    if targets is None:
-        raise UserError("data.target is not set: name the column to predict (a list for several)")
-    _check_present(table, targets, "target")
-    chosen = _column_names(features, "features")
-    if chosen is None:
-        chosen = _default_features(table, targets)
-    _check_present(table, chosen, "features")
-    if overlap := sorted(set(chosen) & set(targets)):
-        raise UserError(f"data.features lists the target column(s) {overlap}: a model must not see its target")
-    numbers = _handle_missing(table, _as_numbers(table, [*targets, *chosen]), len(targets), drop_na, impute)
-    if numbers.empty:
-        raise UserError(f"{table.origin}: no rows are left after data.drop_na=true dropped the incomplete ones")
-    return TabularData(
-        features=numbers[chosen].to_numpy("float32", copy=True),
-        targets=numbers[targets].to_numpy("float32", copy=True),
-        feature_names=chosen,
-        target_names=targets,
-    )
-
-
-def select_features(
-    table: Table, features: list[str], drop_na: bool = False, impute: str | None = None
-) -> tuple[np.ndarray, pd.Index]:
-    """The trained-on feature columns of new rows (others, the target too, are ignored), missing
-    values handled as in training, and the index labels (data rows) of the rows kept."""
-    if table.frame.empty:
-        raise UserError(f"{table.origin} has no data rows: give a table with a header and at least one row.")
-    columns = [str(c) for c in table.frame.columns]
-    missing = [name for name in features if name not in columns]
-    if missing:
-        raise UserError(
-            f"{table.origin} lacks the feature column(s) {missing} the model was trained on; it needs "
-            f"{features} (other columns are ignored), and its columns are {columns}."
-        )
-    numbers = _handle_missing(table, _as_numbers(table, features), 0, drop_na, impute)
-    if numbers.empty:
-        raise UserError(f"{table.origin}: no rows are left after data.drop_na=true dropped the incomplete ones")
-    return numbers.to_numpy("float32", copy=True), numbers.index
