@@ -10,7 +10,16 @@ import pytest
 
 from litforge.utils.config import PROJECT_ROOT
 from tests.helpers import QUIET, check_ok, compose_config, run_cli, run_dirs
-from tests.user_files import conll_file, corpus_txt, houses_csv, png_tree, reviews_csv, split_png_tree
+from tests.user_files import (
+    conll_file,
+    corpus_txt,
+    houses_csv,
+    png_tree,
+    reviews_csv,
+    split_png_tree,
+    weather_csv,
+    word_vectors_txt,
+)
 
 README = PROJECT_ROOT / "README.md"
 INLINE = re.compile(r"`((?:\.venv/bin/)?python -m litforge\.(?:train|eval|predict)[^`]*|make train ARGS=\"[^\"`]*\")`")
@@ -64,6 +73,9 @@ def placeholders(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
         "my.conll": str(conll_file(root / "my.conll", scheme="bioes")),
         "corpus.txt": str(corpus_txt(root / "corpus.txt")),
         "reviews.csv": str(reviews_csv(root / "reviews.csv")),
+        "weather.csv": str(weather_csv(root / "weather.csv")),
+        "$PWD": str(PROJECT_ROOT),
+        "glove.6B.100d.txt": str(word_vectors_txt(root / "glove.6B.100d.txt")),
         "logs/train/runs/<run>": str(run),
         "<run>": str(run),
         "<file.ckpt>": str(run / "checkpoints" / "last.ckpt"),

@@ -58,6 +58,27 @@ def houses_csv(path: Path, rows: int = 120, seed: int = 0, gaps: bool = False) -
     return path
 
 
+def weather_csv(path: Path, rows: int = 80, seed: int = 0) -> Path:
+    """A weather table: numbers with a few gaps, a text `wind` column, and a Yes/No `rain_tomorrow` target."""
+    rng = np.random.default_rng(seed)
+    lines = ["humidity,pressure,wind,rain_tomorrow"]
+    for i in range(rows):
+        humidity, pressure = float(rng.uniform(20, 100)), float(rng.normal(1013, 8))
+        rain = "Yes" if humidity + rng.normal(0, 10) > 65 else "No"
+        humidity_cell = "" if i % 13 == 5 else f"{humidity:.1f}"
+        lines.append(f"{humidity_cell},{pressure:.1f},{['N', 'S', 'E', 'W'][i % 4]},{rain}")
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def word_vectors_txt(path: Path, words: tuple[str, ...] = ("good", "bad", "film"), dim: int = 100) -> Path:
+    """A GloVe-format file: a word, then its `dim` numbers, per line."""
+    rng = np.random.default_rng(0)
+    lines = [" ".join([word, *(f"{v:.4f}" for v in rng.normal(0, 0.1, dim))]) for word in words]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
 PEOPLE = ["Anna Berg", "Tom Lee", "Maria Costa", "Ali Khan"]
 PLACES = ["Paris", "Oslo", "Lima", "Cairo"]
 
