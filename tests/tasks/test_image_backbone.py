@@ -3,6 +3,7 @@ the Hugging Face export, and train/predict from PNG files as users run them."""
 
 import csv
 import json
+import shutil
 from pathlib import Path
 
 import lightning.pytorch as L
@@ -183,7 +184,7 @@ def test_label_smoothing_and_mixup_train(tmp_path: Path) -> None:
     assert torch.isfinite(trainer.callback_metrics["train/loss_step"])
 
 
-def test_train_then_predict_pngs_from_the_checkpoint_alone(tmp_path: Path) -> None:
+def test_train_then_eval_and_predict_pngs_from_the_checkpoint_alone(tmp_path: Path) -> None:
     """A user's PNG folder (grey and colour, mixed sizes) through the tiny ResNet, then new PNGs predicted."""
     pictures = png_tree(tmp_path / "pictures", per_class=6)
     train = [
@@ -202,16 +203,25 @@ def test_train_then_predict_pngs_from_the_checkpoint_alone(tmp_path: Path) -> No
     exported = json.loads((run / "hf_model" / "config.json").read_text())
     assert exported["id2label"] == {"0": "cat", "1": "dog", "2": "fox"}
     assert (run / "hf_model" / "preprocessor_config.json").is_file()
+    # eval and predict from the checkpoint alone: the training images are gone
+    shutil.rmtree(pictures)
+    new = png_tree(tmp_path / "new", per_class=3, seed=1)
+    checkpoint = f"ckpt_path={run / 'checkpoints' / 'last.ckpt'}"
+    check_ok(
+        run_cli(
+            "litforge.eval", ["extras=quiet", "trainer=cpu", checkpoint, f"data.test_path={new}"], tmp_path / "logs"
+        )
+    )
+    (evaluated,) = run_dirs(tmp_path / "logs", "eval")
+    assert 0 <= json.loads((evaluated / "metrics.json").read_text())["test/acc"] <= 1
     proc = run_cli(
-        "litforge.predict",
-        ["extras=quiet", "trainer=cpu", f"ckpt_path={run / 'checkpoints' / 'last.ckpt'}", f"input={pictures / 'dog'}"],
-        tmp_path / "logs",
+        "litforge.predict", ["extras=quiet", "trainer=cpu", checkpoint, f"input={new / 'dog'}"], tmp_path / "logs"
     )
     check_ok(proc)
     (predicted,) = run_dirs(tmp_path / "logs", "predict")
     with open(predicted / "predictions.csv", newline="") as f:
         rows = list(csv.DictReader(f))
-    assert len(rows) == 6 and {row["prediction"] for row in rows} <= {"cat", "dog", "fox"}
+    assert len(rows) == 3 and {row["prediction"] for row in rows} <= {"cat", "dog", "fox"}
     assert all(abs(sum(float(row[f"prob/{c}"]) for c in ("cat", "dog", "fox")) - 1) < 1e-4 for row in rows)
 
 
