@@ -160,10 +160,11 @@ class TextCNNModel(TextEncoderPreTrainedModel):
         return BaseModelOutput(last_hidden_state=x.transpose(1, 2))
 
 
-class SequenceClassificationHead:
-    """A linear layer on the encoder's features max-pooled over each text's tokens (padding left out)."""
+class ClassificationHead:
+    """A linear layer on the encoder's features, which a subclass pools (`pool`) and scores (`loss`)."""
 
     encoder_class: type[TextEncoderPreTrainedModel]
+    output_class: type[SequenceClassifierOutput] | type[TokenClassifierOutput]
 
     def __init__(self, config: PreTrainedConfig) -> None:
         super().__init__(config)
@@ -179,43 +180,37 @@ class SequenceClassificationHead:
         attention_mask: Tensor | None = None,
         labels: Tensor | None = None,
         **kwargs: Any,
-    ) -> SequenceClassifierOutput:
+    ) -> SequenceClassifierOutput | TokenClassifierOutput:
         """Other tokenizer outputs (token_type_ids), which transformers pipelines pass along, are unused."""
         hidden = self.encoder(input_ids, attention_mask).last_hidden_state
+        logits = self.classifier(self.dropout(self.pool(hidden, attention_mask)))
+        return self.output_class(loss=None if labels is None else self.loss(logits, labels), logits=logits)
+
+
+class SequenceClassificationHead(ClassificationHead):
+    """One prediction a text: the features max-pooled over its tokens (padding left out)."""
+
+    output_class = SequenceClassifierOutput
+
+    def pool(self, hidden: Tensor, attention_mask: Tensor | None) -> Tensor:
         if attention_mask is not None:
             hidden = hidden.masked_fill(~attention_mask.bool().unsqueeze(-1), torch.finfo(hidden.dtype).min)
-        logits = self.classifier(self.dropout(hidden.max(dim=1).values))
-        loss = None if labels is None else F.cross_entropy(logits, labels)
-        return SequenceClassifierOutput(loss=loss, logits=logits)
+        return hidden.max(dim=1).values
+
+    def loss(self, logits: Tensor, labels: Tensor) -> Tensor:
+        return F.cross_entropy(logits, labels)
 
 
-class TokenClassificationHead:
-    """A linear layer on each token's features."""
+class TokenClassificationHead(ClassificationHead):
+    """One prediction a token."""
 
-    encoder_class: type[TextEncoderPreTrainedModel]
+    output_class = TokenClassifierOutput
 
-    def __init__(self, config: PreTrainedConfig) -> None:
-        super().__init__(config)
-        self.num_labels = config.num_labels
-        self.encoder = self.encoder_class(config)
-        self.dropout = nn.Dropout(config.dropout)
-        self.classifier = nn.Linear(self.encoder.output_size, config.num_labels)
-        self.post_init()
+    def pool(self, hidden: Tensor, attention_mask: Tensor | None) -> Tensor:
+        return hidden
 
-    def forward(
-        self,
-        input_ids: Tensor,
-        attention_mask: Tensor | None = None,
-        labels: Tensor | None = None,
-        **kwargs: Any,
-    ) -> TokenClassifierOutput:
-        """Other tokenizer outputs (token_type_ids), which transformers pipelines pass along, are unused."""
-        hidden = self.encoder(input_ids, attention_mask).last_hidden_state
-        logits = self.classifier(self.dropout(hidden))
-        loss = None
-        if labels is not None:
-            loss = F.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=IGNORE_INDEX)
-        return TokenClassifierOutput(loss=loss, logits=logits)
+    def loss(self, logits: Tensor, labels: Tensor) -> Tensor:
+        return F.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=IGNORE_INDEX)
 
 
 class BiLSTMForSequenceClassification(SequenceClassificationHead, TextEncoderPreTrainedModel):
