@@ -2,6 +2,7 @@
 feature scaling from the training split, the state a checkpoint carries, rows to predict."""
 
 import logging
+from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -36,10 +37,10 @@ class TableDataModule(InMemoryDataModule):
     state, so a checkpoint carries them.
 
     A batch is `(x, y)`, or `(x, x_cat, y)` with categorical embeddings; a predict batch's "inputs"
-    is `(x,)` or `(x, x_cat)`. Subclasses save their hyperparameters (the shared keys: source, path,
-    target, features, categorical, categorical_encoding, drop, missing_indicator, drop_na, impute,
-    scale_features, val/test_fraction, split_seed, test_path, predict_path, id_column), call
-    `_check_options` and say how targets are read (`_encode_targets`) and scaled or counted.
+    is `(x,)` or `(x, x_cat)`. The constructor takes and checks the config keys both tables have and
+    saves them with the subclass's own as hyperparameters: a subclass lists its own keys (and
+    `source`, `target`, `categorical`, whose defaults differ by task), hands the rest on as `**common`,
+    and says how targets are read (`_encode_targets`) and scaled or counted.
     """
 
     download_sources = ("california",)
@@ -49,8 +50,39 @@ class TableDataModule(InMemoryDataModule):
     )
     sources: tuple[str, ...] = ()
 
-    def __init__(self, batch_size: int, num_workers: int, pin_memory: bool, seed: int) -> None:
+    def __init__(
+        self,
+        *,
+        source: str,
+        target: str | Sequence[str] | None,
+        categorical: str | Sequence[str] | None,
+        path: str | None = None,
+        features: Sequence[str] | None = None,
+        categorical_encoding: str = "onehot",
+        drop: Sequence[str] | None = None,
+        missing_indicator: bool = False,
+        drop_na: bool = False,
+        impute: str | None = None,
+        scale_features: bool = True,
+        val_fraction: float = 0.15,
+        test_fraction: float = 0.15,
+        seed: int = 42,
+        split_seed: int | None = None,
+        batch_size: int = 64,
+        num_workers: int = 0,
+        pin_memory: bool = False,
+        test_path: str | None = None,
+        predict_path: str | None = None,
+        id_column: str | None = None,
+    ) -> None:
         super().__init__(batch_size, num_workers, pin_memory, seed)
+        # Lightning collects the arguments of this constructor and of the subclass's that called it
+        self.save_hyperparameters()
+        # plain lists, not ListConfigs: the hyperparameters go into checkpoints read weights-only
+        for key in ("target", "features", "categorical", "drop"):
+            value = self.hparams[key]
+            self.hparams[key] = value if value is None or isinstance(value, str) else list(value)
+        self._check_options()
         self.feature_names: list[str] | None = None
         self.target_names: list[str] | None = None
         self.categorical_names: list[str] = []

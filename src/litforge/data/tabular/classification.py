@@ -45,37 +45,14 @@ class TabularClassificationDataModule(TableDataModule):
     def __init__(
         self,
         source: str = "breast_cancer",
-        path: str | None = None,
         target: str = "target",
-        features: Sequence[str] | None = None,
         categorical: str | Sequence[str] | None = "auto",
-        categorical_encoding: str = "onehot",
-        drop: Sequence[str] | None = None,
-        missing_indicator: bool = False,
-        drop_na: bool = False,
-        impute: str | None = None,
-        scale_features: bool = True,
-        val_fraction: float = 0.15,
-        test_fraction: float = 0.15,
-        seed: int = 42,
-        split_seed: int | None = None,
         num_rows: int = 1000,
-        batch_size: int = 64,
-        num_workers: int = 0,
-        pin_memory: bool = False,
-        test_path: str | None = None,
-        predict_path: str | None = None,
-        id_column: str | None = None,
+        **common: Any,
     ) -> None:
-        super().__init__(batch_size, num_workers, pin_memory, seed)
         if not isinstance(target, str):
             raise UserError(f"data.target={target}: the classifier predicts one column; name it (data.target=<column>)")
-        # plain lists, not ListConfigs: the hyperparameters go into checkpoints read weights-only
-        features = None if features is None else list(features)
-        categorical = categorical if categorical is None or isinstance(categorical, str) else list(categorical)
-        drop = None if drop is None else list(drop)
-        self.save_hyperparameters()
-        self._check_options()
+        super().__init__(source=source, target=target, categorical=categorical, **common)
         if num_rows < 10:
             raise UserError(f"data.num_rows={num_rows}: give at least 10 rows to generate")
         self.class_names: list[str] | None = None

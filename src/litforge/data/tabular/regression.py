@@ -25,37 +25,13 @@ class TabularDataModule(TableDataModule):
     def __init__(
         self,
         source: str = "diabetes",
-        path: str | None = None,
         target: str | Sequence[str] | None = "target",
-        features: Sequence[str] | None = None,
         categorical: str | Sequence[str] | None = None,
-        categorical_encoding: str = "onehot",
-        drop: Sequence[str] | None = None,
-        missing_indicator: bool = False,
         data_dir: str = "data",
-        drop_na: bool = False,
-        impute: str | None = None,
-        scale_features: bool = True,
         scale_target: bool = True,
-        val_fraction: float = 0.15,
-        test_fraction: float = 0.15,
-        seed: int = 42,
-        split_seed: int | None = None,
-        batch_size: int = 64,
-        num_workers: int = 0,
-        pin_memory: bool = False,
-        test_path: str | None = None,
-        predict_path: str | None = None,
-        id_column: str | None = None,
+        **common: Any,
     ) -> None:
-        super().__init__(batch_size, num_workers, pin_memory, seed)
-        # plain lists, not ListConfigs: the hyperparameters go into checkpoints read weights-only
-        target = target if target is None or isinstance(target, str) else list(target)
-        features = None if features is None else list(features)
-        categorical = categorical if categorical is None or isinstance(categorical, str) else list(categorical)
-        drop = None if drop is None else list(drop)
-        self.save_hyperparameters()
-        self._check_options()
+        super().__init__(source=source, target=target, categorical=categorical, **common)
 
     def _load(self) -> tabular_sources.Table:
         hp = self.hparams
