@@ -3,6 +3,9 @@ from collections.abc import Iterator
 import pytest
 import torch
 
+# fixtures any test file may ask for: postgres_url (a throw-away PostgreSQL server)
+pytest_plugins = ["tests.postgres_server"]
+
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     skip_gpu = pytest.mark.skip(reason="needs a CUDA GPU")
