@@ -1,0 +1,1 @@
+"""Hydra launcher plugin: parallel jobs on one machine, each with its own GPUs and CPU cores."""
