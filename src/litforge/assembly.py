@@ -207,10 +207,11 @@ def instantiate_callbacks(cfg: DictConfig | None, has_logger: bool) -> list[Any]
 def training_callbacks(cfg: DictConfig, has_logger: bool) -> tuple[list[Any], BestEpochMetrics]:
     """The `callbacks` group plus those every training run keeps: the run's config and RNG state in
     each checkpoint, the stop on a non-finite loss, a checkpoint on SIGTERM, the best epoch's
-    metrics (also returned, for the summary), the loader's position for a mid-epoch resume and
-    checkpoint paths that follow a moved run directory."""
+    metrics (also returned, for the summary), the loader's position for a mid-epoch resume,
+    checkpoint paths that follow a moved run directory and, in a pruned Optuna sweep, the pruning."""
     from litforge.callbacks.best_epoch import BestEpochMetrics
     from litforge.callbacks.checkpoint_paths import CheckpointPathsInRunDir
+    from litforge.callbacks.pruning import pruning_callback
     from litforge.callbacks.reliability import CheckpointOnSigterm, RngState, StopOnNonFiniteLoss
     from litforge.callbacks.run_config import StoreRunConfig
     from litforge.data.loaders import LoaderPosition
@@ -220,7 +221,8 @@ def training_callbacks(cfg: DictConfig, has_logger: bool) -> tuple[list[Any], Be
     epochs = BestEpochMetrics()
     callbacks += [StoreRunConfig(OmegaConf.to_container(cfg, resolve=True)), RngState(), StopOnNonFiniteLoss()]
     callbacks += [CheckpointOnSigterm(checkpoint_dir), epochs, LoaderPosition(), CheckpointPathsInRunDir()]
-    return callbacks, epochs
+    pruning = pruning_callback(cfg)
+    return callbacks + ([pruning] if pruning else []), epochs
 
 
 # loggers and the trainer

@@ -184,3 +184,21 @@ def test_mlflow_entries_read_and_replace_the_loggers_client_and_run(monkeypatch:
     assert [b["run_id"] for b in batches] == ["run-1"], moved(
         "lightning", "MLFlowLogger._mlflow_client", "set_mlflow_client"
     )
+
+
+def test_optuna_entries_give_the_heartbeat_interface_and_trial_ids(tmp_path: Path) -> None:
+    import optuna
+
+    base = compat.optuna_heartbeat_base()
+    for method in ("record_heartbeat", "_get_stale_trial_ids", "get_heartbeat_interval"):
+        assert hasattr(base, method), moved("optuna", f"BaseHeartbeat.{method}", "optuna_heartbeat_base")
+    assert issubclass(optuna.storages.RDBStorage, base), moved("optuna", "BaseHeartbeat", "optuna_heartbeat_base")
+
+    storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 'study.db'}")
+    study = optuna.create_study(storage=storage)
+    trial = study.ask()
+    frozen = study.get_trials(deepcopy=False)[0]
+    assert compat.optuna_trial_id(trial) == compat.optuna_trial_id(frozen), moved(
+        "optuna", "Trial._trial_id", "optuna_trial_id"
+    )
+    assert storage.get_trial(compat.optuna_trial_id(trial)).number == trial.number

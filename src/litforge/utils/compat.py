@@ -102,3 +102,17 @@ def mlflow_run_id(logger: "MLFlowLogger") -> str | None:
 def mlflow_tracking_uri(logger: "MLFlowLogger") -> str:
     """The tracking URI the logger writes to."""
     return logger._tracking_uri
+
+
+def optuna_heartbeat_base() -> type:
+    """Optuna's heartbeat interface (private module): a storage that implements it gets failed and
+    retried trials from `optuna.storages.fail_stale_trials`; its `_get_stale_trial_ids` is the
+    private method that lists them. Optuna implements it for its database storage only."""
+    from optuna.storages._heartbeat import BaseHeartbeat
+
+    return BaseHeartbeat
+
+
+def optuna_trial_id(trial: Any) -> int:
+    """The storage's id of a trial (FrozenTrial or Trial), which the storage's methods take."""
+    return trial._trial_id

@@ -13,6 +13,7 @@ from hydra.core.utils import JobReturn, JobStatus
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+from hydra_plugins.litforge_optuna_sweeper.study import TRIAL_ENV
 from litforge.utils.compat import BASIC_SWEEPER, job_result
 from litforge.utils.errors import UserError
 
@@ -24,17 +25,32 @@ _failed_sweeps: list[str] = []
 
 
 def _write_table(sweep_dir: Path) -> list[dict[str, Any]]:
-    """trials.csv from the jobs' job.json files, replaced whole so a reader never sees half a table."""
+    """trials.csv from the jobs' job.json files."""
     records = sorted((json.loads(p.read_text()) for p in sweep_dir.glob("*/job.json")), key=lambda r: r["job"])
-    if not records:
-        return records
+    if records:
+        write_rows(sweep_dir, records, FIELDS)
+    return records
+
+
+def write_rows(sweep_dir: Path, records: list[dict[str, Any]], fields: list[str]) -> None:
+    """trials.csv, replaced whole so a reader never sees half a table."""
     with tempfile.NamedTemporaryFile("w", dir=sweep_dir, prefix=".trials.", suffix=".csv", delete=False) as f:
-        writer = csv.DictWriter(f, fieldnames=FIELDS, lineterminator="\n")
+        writer = csv.DictWriter(f, fieldnames=fields, lineterminator="\n", extrasaction="ignore")
         writer.writeheader()
         for record in records:
             writer.writerow({**record, "overrides": " ".join(record["overrides"])})
     os.replace(f.name, sweep_dir / "trials.csv")
-    return records
+
+
+def job_record(job_dir: Path) -> dict[str, Any] | None:
+    """What a job of a sweep left in its folder (status, returned value, error, overrides), if it ended."""
+    path = job_dir / "job.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def _study_sweep(config: DictConfig) -> bool:
+    """The Optuna sweeper writes trials.csv itself, from the study (every worker's trials)."""
+    return str(config.hydra.sweeper.get("_target_", "")).endswith("OptunaSweeper")
 
 
 def _describe(error: BaseException) -> str:
@@ -64,10 +80,12 @@ class SweepResults(Callback):
             "status": job_return.status.name,
             "value": None if failed else job_return.return_value,
             "error": _describe(error) if failed else None,
-            "overrides": list(job_return.overrides or []),
+            # the link to an Optuna trial is the sweeper's, not a setting of the job
+            "overrides": [o for o in job_return.overrides or [] if TRIAL_ENV not in o],
         }
         Path(config.hydra.runtime.output_dir, "job.json").write_text(json.dumps(record, default=str) + "\n")
-        _write_table(Path(config.hydra.sweep.dir))
+        if not _study_sweep(config):
+            _write_table(Path(config.hydra.sweep.dir))
         if not failed:
             return
         if not isinstance(error, UserError):
@@ -78,6 +96,8 @@ class SweepResults(Callback):
             job_return.status, job_return.return_value = JobStatus.COMPLETED, None
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        if _study_sweep(config):
+            return
         sweep_dir = Path(config.hydra.sweep.dir)
         records = _write_table(sweep_dir)
         if not records:
