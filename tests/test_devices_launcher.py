@@ -19,6 +19,7 @@ import pytest
 
 from litforge.utils.config import CONFIG_DIR
 from tests.helpers import QUIET, check_ok, run_cli
+from tests.test_sweeps import configs_by_job
 
 CORES = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
 needs_two_cores = pytest.mark.skipif(len(CORES) < 2, reason="needs 2 cores to give 2 jobs one each")
@@ -206,3 +207,18 @@ def test_a_bad_launcher_setting_exits_naming_the_key_and_what_is_valid(
     assert proc.returncode == 1
     assert message in proc.stderr and "Traceback" not in proc.stderr, proc.stderr[-2000:]
     assert not list(tmp_path.rglob("*.log")), "no job started"
+
+
+@needs_two_cores
+@pytest.mark.slow
+def test_ddp_ranks_of_each_job_stay_in_its_block(tmp_path: Path) -> None:
+    # the extra ranks are subprocesses of the job's process: its environment and cores are theirs
+    overrides = ["-m", *TINY, "trainer=ddp_sim", "model.optimizer.lr=0.001,0.002", "hydra/launcher=devices"]
+    proc = run_cli("litforge.train", [*overrides, "hydra.launcher.cpus_per_job=1"], tmp_path)
+    check_ok(proc)
+    (sweep,) = (tmp_path / "train" / "multiruns").iterdir()
+    jobs = configs_by_job(proc.stdout + proc.stderr)
+    assert sorted(jobs) == [str(sweep / "0"), str(sweep / "1")], "ranks wrote outside their job's folder"
+    for ranks in jobs.values():
+        assert set(ranks) == {0, 1} and ranks[0] == ranks[1] and len(ranks[0]) == 1
+    assert [row["status"] for row in trials(sweep)] == ["COMPLETED", "COMPLETED"]

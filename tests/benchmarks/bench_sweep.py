@@ -1,6 +1,7 @@
 """Sweep throughput: wall time of a 4-job Hydra multirun (basic sweeper, tiny digits jobs) with the
-joblib launcher (2 jobs at a time) against the default sequential launcher; whole processes,
-medians of several sweeps each, the two launchers taking turns."""
+joblib launcher and litforge's devices launcher (2 jobs at a time each; the devices launcher starts
+a fresh process per job, pinned to one core) against the default sequential launcher; whole
+processes, medians of several sweeps each, the launchers taking turns."""
 
 import statistics
 import tempfile
@@ -11,7 +12,7 @@ from tests.helpers import QUIET, check_ok, run_cli
 
 RUNS = 3
 N_JOBS = 2
-# one thread per job for both launchers, so two parallel jobs do not fight over 2 cores
+# one thread per job for every launcher, so two parallel jobs do not fight over 2 cores
 ENV = {"OMP_NUM_THREADS": "1"}
 SWEEP = [
     "-m",
@@ -25,6 +26,11 @@ SWEEP = [
 LAUNCHERS = {
     "sequential (basic)": [],
     f"joblib, n_jobs={N_JOBS}": ["hydra/launcher=joblib", f"hydra.launcher.n_jobs={N_JOBS}"],
+    f"devices, n_jobs={N_JOBS}, 1 core": [
+        "hydra/launcher=devices",
+        f"hydra.launcher.n_jobs={N_JOBS}",
+        "hydra.launcher.cpus_per_job=1",
+    ],
 }
 
 
@@ -46,14 +52,15 @@ def main() -> None:
         for name, launcher in LAUNCHERS.items():
             times[name].append(sweep_seconds(launcher))
     medians = {name: statistics.median(values) for name, values in times.items()}
-    sequential, parallel = medians.values()
-    print(f"{'4-job digits sweep, launcher':<30} {'median s':>9} {'jobs/min':>9}")
+    sequential = medians["sequential (basic)"]
+    print(f"{'4-job digits sweep, launcher':<30} {'median s':>9} {'jobs/min':>9} {'speed-up':>9} {'range s':>12}")
     for name, seconds in medians.items():
-        print(f"{name:<30} {seconds:>9.1f} {4 * 60 / seconds:>9.1f}")
-    print(f"{'speed-up (sequential / joblib)':<30} {sequential / parallel:>9.2f}")
+        spread = f"{min(times[name]):.1f}-{max(times[name]):.1f}"
+        print(f"{name:<30} {seconds:>9.1f} {4 * 60 / seconds:>9.1f} {sequential / seconds:>9.2f} {spread:>12}")
     print(
-        f"Both: OMP_NUM_THREADS=1, whole `python -m litforge.train -m` processes, jobs of 1 epoch of 5 batches "
-        f"(+2 val, 2 test), model.optimizer.lr over 4 values; median of {RUNS} sweeps each, launchers alternating."
+        f"All: OMP_NUM_THREADS=1, whole `python -m litforge.train -m` processes, jobs of 1 epoch of 5 batches "
+        f"(+2 val, 2 test), model.optimizer.lr over 4 values; median of {RUNS} sweeps each, launchers alternating; "
+        "speed-up = sequential / launcher."
     )
 
 
