@@ -28,7 +28,7 @@ WORKER = [
 ]
 
 
-def start_worker(storage: str, sweep: Path, log_dir: Path, name: str) -> subprocess.Popen:
+def start_worker(storage: str, sweep: Path, log_dir: Path, name: str, extra: list[str]) -> subprocess.Popen:
     """One sweep worker in its own process group (so that it and its jobs can be killed at once)."""
     command = [
         sys.executable,
@@ -38,6 +38,7 @@ def start_worker(storage: str, sweep: Path, log_dir: Path, name: str) -> subproc
         f"hydra.sweeper.storage={storage}",
         f"hydra.sweep.dir={sweep}",
         f"paths.log_dir={log_dir}",
+        *extra,
     ]
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
     out = open(log_dir / f"{name}.out", "w")  # noqa: SIM115 - closed with the process
@@ -76,9 +77,11 @@ def running_trial(storage: str) -> tuple[int, Path] | None:
 
 def test_three_workers_share_one_study_and_a_killed_workers_trial_is_retried(storage: str, tmp_path: Path) -> None:
     sweep = tmp_path / "sweep"
+    # on the journal storage the workers also track to one MLflow store: one parent run for the study
+    tracked = storage.startswith("journal:")
     workers = {}
     for i in range(3):
-        worker = start_worker(storage, sweep, tmp_path, f"worker{i}")
+        worker = start_worker(storage, sweep, tmp_path, f"worker{i}", ["logger=mlflow"] if tracked else [])
         workers[worker.pid] = (i, worker)
     # one worker is killed while its trial trains (the job has written its config, not its results)
     found: list = []
@@ -109,3 +112,18 @@ def test_three_workers_share_one_study_and_a_killed_workers_trial_is_retried(sto
     assert failed["error"].str.contains(f"retried as trial {retry.number}").all() and len(failed) == 1
     results = (sweep / "optimization_results.yaml").read_text()
     assert "n_retried: 1" in results and f"n_complete: {N_TRIALS}" in results
+    if tracked:
+        check_one_parent_run(tmp_path, sweep, trials)
+
+
+def check_one_parent_run(log_dir: Path, sweep: Path, trials: list) -> None:
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{log_dir / 'mlflow' / 'mlflow.db'}")
+    runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    (parent,) = [r for r in runs if r.data.tags.get("litforge.role") == "sweep"]
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    finished = [t for t in trials if t.state.name == "COMPLETE"]
+    assert len(children) >= len(finished), "every worker's jobs are children of the one parent"
+    best = max(t.value for t in finished)
+    assert parent.data.metrics["val/acc"] == pytest.approx(best), "the parent's best covers the whole study"

@@ -43,12 +43,15 @@ def tag_is(key: str, value: str) -> str:
 
 
 def find_sweep_parent(client: Any, experiment_name: str, sweep: str) -> str | None:
-    """The id of the parent run made for this sweep directory, or None."""
+    """The id of the parent run made for this sweep directory, or None; the first one made where
+    workers sharing the directory made one each at once."""
     experiment = client.get_experiment_by_name(experiment_name)
     if experiment is None:
         return None
     query = f"{tag_is(SWEEP_TAG, sweep)} and {tag_is(ROLE_TAG, 'sweep')}"
-    runs = client.search_runs([experiment.experiment_id], filter_string=query, max_results=1)
+    runs = client.search_runs(
+        [experiment.experiment_id], filter_string=query, max_results=1, order_by=["attributes.start_time ASC"]
+    )
     return runs[0].info.run_id if runs else None
 
 
@@ -118,11 +121,23 @@ class MLflowSweepRun(Callback):
 
         client, experiment_id, name = self._open(entry, config)
         sweep = str(Path(config.hydra.sweep.dir).resolve())
+        joined = find_sweep_parent(client, name, sweep)
+        if joined is not None:
+            # another worker of the same study and sweep directory made it: this one's jobs join it
+            client.update_run(joined, status="RUNNING")
+            log.info("MLflow: joining sweep parent run %s in experiment %s", joined, name)
+            return
         tags = {SWEEP_TAG: sweep, ROLE_TAG: "sweep", **dict.fromkeys(map(str, config.get("tags") or []), "true")}
         run = client.create_run(experiment_id, run_name=f"sweep {Path(sweep).name}", tags=tags)
         params = [Param(k, v) for k, v in sweep_params(config).items()]
         for start in range(0, len(params), 100):
             client.log_batch(run.info.run_id, params=params[start : start + 100])
+        first = find_sweep_parent(client, name, sweep)
+        if first != run.info.run_id:
+            # workers that started at once each made a parent: all keep the first one
+            client.delete_run(run.info.run_id)
+            log.info("MLflow: joining sweep parent run %s in experiment %s", first, name)
+            return
         log.info("MLflow: sweep parent run %s in experiment %s", run.info.run_id, name)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
