@@ -122,6 +122,24 @@ class InMemoryDataModule(L.LightningDataModule):
     def _predict_inputs(self) -> PredictInputs:
         raise NotImplementedError
 
+    def _items_inputs(self, items: list[Any], ids: list[str]) -> PredictInputs:
+        """In-memory inputs (images, rows) prepared as `_predict_inputs` prepares files."""
+        raise NotImplementedError
+
+    def predict_batch(self, items: Sequence[Any], ids: Sequence[str] | None = None) -> dict[str, Any]:
+        """One batch of in-memory inputs, as `predict_dataloader` would give it (before the device
+        transfer): `{"id": [...], "inputs": ...}`; ids default to each item's index, "0", "1", ..."""
+        if not self._restored():
+            raise UserError(self.predict_needs_state)
+        items = list(items)
+        ids = [str(i) for i in range(len(items))] if ids is None else [str(i) for i in ids]
+        inputs = self._items_inputs(items, ids)
+        return inputs.__getitems__(range(len(inputs)))
+
+    def predict_schema(self) -> dict[str, Any]:
+        """What a predict input must look like, for clients (e.g. the server's /metadata)."""
+        raise NotImplementedError
+
     def _options(self) -> dict[str, Any]:
         return {
             "collate_fn": as_batch,

@@ -280,6 +280,18 @@ class ImageDataModule(InMemoryDataModule):
         log.info("%d images to predict, each converted to %s %dx%d", len(files), mode, height, width)
         return PredictInputs([str(f) for f in files], read)
 
+    def _items_inputs(self, items: list[Any], ids: list[str]) -> PredictInputs:
+        shape = tuple(self.image_shape)
+        images = [
+            image_sources.read_like_training(item, shape, self.pixel_max, f"images[{i}]")
+            for i, item in enumerate(items)
+        ]
+        return PredictInputs(ids, lambda indices: torch.stack([images[i] for i in indices]))
+
+    def predict_schema(self) -> dict[str, Any]:
+        channels, height, width = self.image_shape
+        return {"mode": image_sources.MODE_OF_CHANNELS[channels], "height": height, "width": width}
+
     def _normalise(self, images: Tensor) -> Tensor:
         mean, std = self.mean.to(images.device), self.std.to(images.device)
         return (images - mean.view(1, -1, 1, 1)) / std.view(1, -1, 1, 1)

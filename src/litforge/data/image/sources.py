@@ -5,8 +5,11 @@ defines ("train", and "validation" / "test" where it has them), the class names,
 split came from (for the log).
 """
 
+import io
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, BinaryIO
 
 import numpy as np
 import torch
@@ -17,6 +20,7 @@ from litforge.data.memory import TensorSplit
 from litforge.utils.errors import UserError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
+IMAGE_KINDS = "PNG, JPEG, BMP, GIF, TIFF or WebP"
 COLOR_MODES = ("L", "RGB", "RGBA")
 MODE_OF_CHANNELS = {1: "L", 3: "RGB", 4: "RGBA"}
 # pixel range of a source's images (scikit-learn's digits are 0..16); files are read as 0..255
@@ -111,14 +115,23 @@ def _class_folders(root: Path, key: str) -> list[str]:
     return found
 
 
-def _read_image(file: Path, size: tuple[int, int] | None, mode: str | None) -> Tensor:
+def _read_image(
+    file: Path | BinaryIO, size: tuple[int, int] | None, mode: str | None, where: str | None = None
+) -> Tensor:
+    """An image file (a path or an open binary stream, e.g. uploaded bytes) as a (C, H, W) uint8 tensor."""
     from PIL import Image, UnidentifiedImageError
 
     try:
         with Image.open(file) as image:
             return _pil_to_tensor(image, size, mode)
-    except (UnidentifiedImageError, OSError) as err:
-        raise UserError(f"{file}: not a readable image ({err}). Remove it or replace it.") from err
+    except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as err:
+        if where is None:
+            raise UserError(f"{file}: not a readable image ({err}). Remove it or replace it.") from err
+        # PIL names an in-memory stream by its repr, which tells a client nothing
+        reason = re.sub(r"\s*<_io\.BytesIO object at \w+>", "", str(err))
+        raise UserError(
+            f"{where}: not a readable image ({reason}). Give the bytes of an image file ({IMAGE_KINDS})."
+        ) from err
 
 
 def read_class_folders(
@@ -190,10 +203,20 @@ def _scaled(images: Tensor, pixel_max: float) -> Tensor:
     return images if pixel_max == FILE_PIXEL_MAX else images.float() * (pixel_max / FILE_PIXEL_MAX)
 
 
-def read_like_training(file: Path, shape: tuple[int, int, int], pixel_max: float) -> Tensor:
-    """One image as the training images were: `shape`'s channels (C, H, W) and size, their pixel range."""
+def read_like_training(
+    image: Path | bytes | Any, shape: tuple[int, int, int], pixel_max: float, where: str | None = None
+) -> Tensor:
+    """One image (a file, an encoded file's bytes or a PIL image) as the training images were: `shape`'s
+    channels (C, H, W) and size, their pixel range. `where` names it in the message if it is unreadable."""
     channels, height, width = shape
-    return _scaled(_read_image(file, (height, width), MODE_OF_CHANNELS[channels]), pixel_max)
+    size, mode = (height, width), MODE_OF_CHANNELS[channels]
+    if isinstance(image, bytes | bytearray):
+        pixels = _read_image(io.BytesIO(image), size, mode, where)
+    elif isinstance(image, Path | str):
+        pixels = _read_image(Path(image), size, mode, where)
+    else:
+        pixels = _pil_to_tensor(image, size, mode)
+    return _scaled(pixels, pixel_max)
 
 
 def read_labelled_like_training(

@@ -205,23 +205,49 @@ class TableDataModule(InMemoryDataModule):
                 "target column>, or give the file's new place with data.path=<file>."
             )
 
+    def _encoded_rows(self, table: tabular_sources.Table) -> tuple[pd.Index, tuple[Tensor, ...]]:
+        """The kept rows of new data (index labels) and their raw columns: `(x,)` or `(x, codes)`."""
+        hp = self.hparams
+        features, text, rows = columns.select_features(
+            table, self.feature_names, self.categorical_names, hp.drop_na, hp.impute
+        )
+        if not self.categorical_names:
+            return rows, (torch.from_numpy(features),)
+        coded = categories.encode(text, self.vocabularies, self.categorical_names, table.origin)
+        return rows, (torch.from_numpy(features), torch.from_numpy(coded))
+
     def _predict_inputs(self) -> PredictInputs:
         hp = self.hparams
         files = expand_inputs(hp.predict_path, tabular_sources.FILE_SUFFIXES, "table file (CSV/TSV/parquet)")
-        ids, numbers, codes = [], [], []
+        ids, parts = [], []
         for file in files:
             table = tabular_sources.load_file(str(file), "input")
-            features, text, rows = columns.select_features(
-                table, self.feature_names, self.categorical_names, hp.drop_na, hp.impute
-            )
+            rows, tensors = self._encoded_rows(table)
             names = self._row_ids(table, rows)
             ids += [f"{file}:{name}" for name in names] if len(files) > 1 else names
-            numbers.append(torch.from_numpy(features))
-            coded = categories.encode(text, self.vocabularies, self.categorical_names, str(file))
-            codes.append(torch.from_numpy(coded))
+            parts.append(tensors)
         log.info("%d rows to predict from %d file(s)", len(ids), len(files))
-        tensors = (torch.cat(numbers), torch.cat(codes)) if self.categorical_names else (torch.cat(numbers),)
+        return PredictInputs(ids, partial(_rows, tuple(torch.cat(column) for column in zip(*parts, strict=True))))
+
+    def _items_inputs(self, items: list[Any], ids: list[str]) -> PredictInputs:
+        """Rows given as {column: value} dicts, read as a table's rows are; every row is answered, so one
+        that data.drop_na would drop is refused instead."""
+        table = tabular_sources.rows_table(items, [*self.feature_names, *self.categorical_names])
+        rows, tensors = self._encoded_rows(table)
+        if len(rows) < len(items):
+            dropped = next(i for i in range(len(items)) if i not in set(rows))
+            raise UserError(
+                f"rows[{dropped}] has a missing or infinite value in {self.feature_names}, and this model drops such "
+                "rows (data.drop_na=true): give every feature column a number."
+            )
         return PredictInputs(ids, partial(_rows, tensors))
+
+    def predict_schema(self) -> dict[str, Any]:
+        """The columns a row needs: numeric features, and categorical ones with their known values."""
+        numbers = {name: {"type": "number"} for name in self.feature_names}
+        known = zip(self.categorical_names, self.vocabularies, strict=True)
+        texts = {name: {"type": "category", "values": list(vocab)} for name, vocab in known}
+        return {"columns": numbers | texts, "missing": "imputed" if self.hparams.impute else "refused"}
 
     def _row_ids(self, table: tabular_sources.Table, rows: Any) -> list[str]:
         """Each kept row's data.id_column value, or its data row number (0: the first under the header)."""

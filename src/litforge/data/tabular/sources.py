@@ -1,6 +1,7 @@
 """Tables the tabular data modules read: scikit-learn's bundled sets, a generated one, the user's files."""
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -23,6 +24,28 @@ class Table:
 
     def row(self, label: int) -> str:
         return f"data row {label + 1}" if self.first_line is None else f"line {label + self.first_line} of the file"
+
+
+class RequestRows(Table):
+    """In-memory rows (e.g. of an HTTP request), named in messages by their index: rows[3]."""
+
+    def row(self, label: int) -> str:
+        return f"rows[{label}]"
+
+
+def rows_table(items: list[Any], columns: list[str]) -> Table:
+    """Rows given as {column: value} dicts (null: a missing value; other keys ignored) as a table;
+    each must name every one of `columns`."""
+    for i, item in enumerate(items):
+        if not isinstance(item, dict):
+            raise UserError(f"rows[{i}]: give an object of column values, e.g. {dict.fromkeys(columns[:3], 1.0)}")
+        missing = [name for name in columns if name not in item]
+        if missing:
+            raise UserError(
+                f"rows[{i}] lacks the column(s) {missing}; each row needs {columns} (null for a missing value; "
+                "other keys are ignored)."
+            )
+    return RequestRows(pd.DataFrame.from_records(items, index=range(len(items))), "rows")
 
 
 def load_diabetes() -> Table:

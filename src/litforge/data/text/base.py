@@ -3,6 +3,7 @@ test file once a checkpoint's state is loaded, the run's tokenizer, loaders and 
 state (tokenizer files, and label names for the labelled tasks)."""
 
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 import lightning.pytorch as L
@@ -172,6 +173,24 @@ class HFTextDataModule(L.LightningDataModule):
     def _predict_examples(self) -> list[dict[str, Any]]:
         """The inputs `predict_path` names, encoded in memory (nothing cached for one-off inputs)."""
         raise NotImplementedError
+
+    def _item_examples(self, items: list[Any], ids: list[str]) -> list[dict[str, Any]]:
+        """In-memory inputs (texts) encoded as `_predict_examples` encodes a file's."""
+        raise NotImplementedError
+
+    def predict_batch(self, items: Sequence[Any], ids: Sequence[str] | None = None) -> dict[str, Any]:
+        """One batch of in-memory texts, as `predict_dataloader` would give it (before the device
+        transfer); ids default to each item's index, "0", "1", ..."""
+        require_trained_tokenizer(self.tokenizer, f" and {self.label_kind}" if self.labelled else "")
+        items = list(items)
+        if not items:
+            raise UserError("texts: give at least one text")
+        ids = [str(i) for i in range(len(items))] if ids is None else [str(i) for i in ids]
+        return self._predict_collator()(self._item_examples(items, ids))
+
+    def predict_schema(self) -> dict[str, Any]:
+        """What a predict input must look like, for clients (e.g. the server's /metadata)."""
+        return {"max_length": self.hparams.max_length}
 
     def _collator(self) -> Any:
         raise NotImplementedError

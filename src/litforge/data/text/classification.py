@@ -12,7 +12,7 @@ from litforge.data.splits import carve_missing_splits
 from litforge.data.text import checks
 from litforge.data.text.base import HFTextDataModule
 from litforge.data.text.classification_sources import load_files, load_generated
-from litforge.data.text.predict_inputs import KeepFields, encode_inputs, read_texts
+from litforge.data.text.predict_inputs import KeepFields, encode_inputs, read_texts, request_text
 from litforge.data.text.sources import RawSplit, load_hub, read_file
 from litforge.data.text.tokenizer import fingerprint, texts_fingerprint, tokenize, tokenizer_fingerprint
 from litforge.utils.errors import UserError
@@ -138,12 +138,31 @@ class TextDataModule(HFTextDataModule):
         super()._set_tokenizer(tokenizer, files)
         self.tokenizer_key = tokenizer_fingerprint(tokenizer)
 
+    def _examples(self, ids: list[str], texts: dict[str, list[str]]) -> tuple[list[dict[str, Any]], int]:
+        """Each input's token ids beside its id and text(s), and how many were cut at `max_length`."""
+        encoded, inputs = encode_inputs(self.tokenizer, texts, self.hparams.max_length)
+        examples = [{**inputs[row], "id": id_, **{c: texts[c][row] for c in texts}} for row, id_ in enumerate(ids)]
+        return examples, sum(bool(e.overflowing) for e in encoded.encodings)
+
+    def _item_examples(self, items: list[Any], ids: list[str]) -> list[dict[str, Any]]:
+        """Texts as strings, or for a text-pair model {"text": ..., "text_pair": ...} objects."""
+        if not self.hparams.text_pair_column:
+            return self._examples(ids, {"text": [request_text(item, f"texts[{i}]") for i, item in enumerate(items)]})[0]
+        columns: dict[str, list[str]] = {"text": [], "text_pair": []}
+        for i, item in enumerate(items):
+            if not isinstance(item, dict):
+                raise UserError(
+                    f"texts[{i}]: this model classifies text pairs; give objects "
+                    '{"text": "...", "text_pair": "..."}, not single texts.'
+                )
+            for name in columns:
+                columns[name].append(request_text(item.get(name), f"texts[{i}].{name}"))
+        return self._examples(ids, columns)[0]
+
     def _predict_examples(self) -> list[dict[str, Any]]:
         hp = self.hparams
         ids, texts = read_texts(hp.predict_path, hp.text_column, hp.text_pair_column)
-        encoded, inputs = encode_inputs(self.tokenizer, texts, hp.max_length)
-        examples = [{**inputs[row], "id": id_, **{c: texts[c][row] for c in texts}} for row, id_ in enumerate(ids)]
-        truncated = sum(bool(e.overflowing) for e in encoded.encodings)
+        examples, truncated = self._examples(ids, texts)
         log.info("predict: %d texts from %s", len(examples), hp.predict_path)
         if truncated:
             log.warning(
@@ -197,6 +216,9 @@ class TextDataModule(HFTextDataModule):
         if self.hparams.group_by_length:
             return EpochLengthGrouped(self.train_lengths, self.batch_size, self.hparams.seed)
         return super()._train_sampler()
+
+    def predict_schema(self) -> dict[str, Any]:
+        return {**super().predict_schema(), "text_pair": bool(self.hparams.text_pair_column)}
 
     def model_kwargs(self) -> dict[str, Any]:
         return {

@@ -2,6 +2,7 @@
 masked anew every epoch for training and once, with a fixed seed, for validation and test."""
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +11,7 @@ from transformers import DataCollatorForLanguageModeling, DataCollatorForTokenCl
 from litforge.data.splits import carve_missing_splits
 from litforge.data.text import masked_lm_sources as mlm_sources
 from litforge.data.text.base import HFTextDataModule
-from litforge.data.text.predict_inputs import KeepFields, read_texts
+from litforge.data.text.predict_inputs import KeepFields, read_texts, request_text
 from litforge.data.text.tokenizer import fingerprint, texts_fingerprint, tokenizer_fingerprint
 from litforge.utils.errors import UserError
 
@@ -126,11 +127,10 @@ class MaskedLMDataModule(HFTextDataModule):
             raise UserError(f"data.tokenizer={self.hparams.tokenizer} has no mask token, so it cannot do masked LM")
         super()._set_tokenizer(tokenizer, files)
 
-    def _predict_examples(self) -> list[dict[str, Any]]:
-        """The texts `predict_path` names, each needing a mask token that survives truncation."""
-        hp = self.hparams
-        ids, columns = read_texts(hp.predict_path, hp.text_column)
-        texts, mask = columns["text"], self.tokenizer.mask_token
+    def _masked_examples(self, ids: list[str], texts: list[str], where: Callable[[int], str]) -> list[dict[str, Any]]:
+        """Each text's token ids beside its id and text; a text needs a mask token that survives
+        truncation (`where(row)` names it in the message)."""
+        hp, mask = self.hparams, self.tokenizer.mask_token
         encoded = self.tokenizer(texts, truncation=True, max_length=hp.max_length)
         names = [k for k in self.tokenizer.model_input_names if k in encoded]
         examples = []
@@ -138,12 +138,26 @@ class MaskedLMDataModule(HFTextDataModule):
             if self.tokenizer.mask_token_id not in encoded["input_ids"][row]:
                 limit = f"its {mask} only after the first {hp.max_length} tokens (data.max_length of training)"
                 raise UserError(
-                    f"{hp.predict_path} (id {id_}): {text[:80]!r} has {limit if mask in text else 'no ' + mask}. "
+                    f"{where(row)}: {text[:80]!r} has {limit if mask in text else 'no ' + mask}. "
                     f"Put {mask} where a token should be predicted, within the length the model was trained on."
                 )
             examples.append({**{k: encoded[k][row] for k in names}, "id": id_, "text": text})
+        return examples
+
+    def _predict_examples(self) -> list[dict[str, Any]]:
+        """The texts `predict_path` names."""
+        hp = self.hparams
+        ids, columns = read_texts(hp.predict_path, hp.text_column)
+        examples = self._masked_examples(ids, columns["text"], lambda row: f"{hp.predict_path} (id {ids[row]})")
         log.info("predict: %d texts from %s", len(examples), hp.predict_path)
         return examples
+
+    def _item_examples(self, items: list[Any], ids: list[str]) -> list[dict[str, Any]]:
+        texts = [request_text(item, f"texts[{i}]") for i, item in enumerate(items)]
+        return self._masked_examples(ids, texts, lambda row: f"texts[{row}]")
+
+    def predict_schema(self) -> dict[str, Any]:
+        return {**super().predict_schema(), "mask_token": self.tokenizer.mask_token}
 
     def _encode(self, role: str) -> Any:
         """The split's tokens; validation and test masked once."""

@@ -71,6 +71,14 @@ def read_texts(spec: str, text_column: str, pair_column: str | None = None) -> t
     return ids, texts
 
 
+def request_text(item: Any, where: str) -> str:
+    """A text of an in-memory input (e.g. an HTTP request's `texts[3]`): a string with some non-space."""
+    if not isinstance(item, str) or not item.strip():
+        shown = "an empty text" if isinstance(item, str) else f"a {type(item).__name__}"
+        raise UserError(f"{where} is {shown}: give a non-empty string.")
+    return item
+
+
 def encode_inputs(tokenizer: Any, columns: dict[str, list[str]], max_length: int) -> tuple[Any, list[dict[str, Any]]]:
     """The texts (`read_texts`'s columns) encoded and cut at `max_length` tokens as in training,
     and each row's model inputs."""

@@ -208,16 +208,29 @@ class TokenDataModule(HFTextDataModule):
             log.info("test split: %d sentences from %s", len(sentences), self.test_path)
         return examples
 
-    def _predict_examples(self) -> list[dict[str, Any]]:
-        """The inputs `predict_path` names, each with its windows (see `PredictBatches`)."""
-        inputs = token_sources.read_inputs(self.hparams.predict_path, self.hparams.token_column)
+    def _input_items(self, inputs: list[token_sources.TokenInput]) -> list[dict[str, Any]]:
+        """Each input with its windows (see `PredictBatches`)."""
         windows, encoded = self._windows([x.words for x in inputs], "predict")
         items = [{"id": x.id, "words": x.words, "text": x.text, "spans": x.spans, "windows": []} for x in inputs]
         for row, (i, a, b) in enumerate(windows):
             _, starts = align_labels(encoded.word_ids(row), [0] * (b - a), False, [0])
             items[i]["windows"].append({**self._inputs(encoded, row), "word_start": starts, "first_word": a})
+        return items
+
+    def _predict_examples(self) -> list[dict[str, Any]]:
+        """The inputs `predict_path` names."""
+        items = self._input_items(token_sources.read_inputs(self.hparams.predict_path, self.hparams.token_column))
         log.info("predict: %d inputs from %s", len(items), self.hparams.predict_path)
         return items
+
+    def _item_examples(self, items: list[Any], ids: list[str]) -> list[dict[str, Any]]:
+        """Raw texts (split into words as a .txt file's lines are) or lists of tokens (tagged as given)."""
+        return self._input_items(
+            [token_sources.request_input(id_, item, i) for i, (id_, item) in enumerate(zip(ids, items, strict=True))]
+        )
+
+    def predict_schema(self) -> dict[str, Any]:
+        return {**super().predict_schema(), "input": "a text (split into words) or a list of words"}
 
     def _collator(self) -> PadWordStarts:
         return PadWordStarts(self.tokenizer)

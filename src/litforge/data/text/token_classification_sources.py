@@ -84,6 +84,20 @@ def text_input(id_: str, text: str) -> TokenInput:
     return TokenInput(id_, [m.group() for m in matches], text, [m.span() for m in matches])
 
 
+def request_input(id_: str, item: Any, index: int) -> TokenInput:
+    """An in-memory input (e.g. an HTTP request's `texts[3]`): a text, split into words as a .txt line
+    is, or a list of words, tagged as given."""
+    where = f"texts[{index}]"
+    if isinstance(item, list) and item and all(isinstance(t, str) and t.strip() for t in item):
+        return TokenInput(id_, list(item))
+    if isinstance(item, str) and WORD.search(item):
+        return text_input(id_, item)
+    raise UserError(
+        f"{where}: give a text with at least one word, or a non-empty list of words "
+        f'(e.g. ["Angela", "Merkel", "visited", "Paris"]); got {str(item)[:60]!r}.'
+    )
+
+
 def _is_conll(lines: list[str]) -> bool:
     """Whether a .txt file holds CoNLL columns (a -DOCSTART- line first, or a tag such as O or B-PER
     ending every non-blank line of two or more columns) rather than one text a line."""

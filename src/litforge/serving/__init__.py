@@ -1,0 +1,1 @@
+"""Predictions from memory (a loaded checkpoint's `Predictor`) and over HTTP (the FastAPI app of `litforge.serve`)."""

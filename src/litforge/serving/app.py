@@ -1,0 +1,173 @@
+"""The HTTP app of a loaded `Predictor`: `POST /predict` (a list in, a list out, dynamically batched),
+`GET /health`, `GET /metadata`, `GET /stats`, and OpenAPI docs at /docs. A bad request gets a 422 naming
+the bad field and what is valid (413 for a body over `max_body_mb`); the server keeps serving."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from litforge.serving.batching import Batcher
+from litforge.serving.predictor import Predictor
+from litforge.serving.schemas import REQUESTS, PredictResponse, parse_body
+from litforge.utils.errors import UserError
+
+log = logging.getLogger(__name__)
+
+MULTIPART = {
+    "type": "object",
+    "properties": {
+        "files": {"type": "array", "items": {"type": "string", "format": "binary"}},
+        "top_k": {"type": "integer", "minimum": 1},
+    },
+    "required": ["files"],
+}
+
+
+@dataclass(frozen=True)
+class ServeSettings:
+    max_batch_size: int = 32
+    max_wait_ms: float = 5
+    max_body_mb: float = 16
+    max_items: int = 256
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any] | None) -> ServeSettings:
+        """The app's keys of `serve.*` (others, such as host and port, are the server's), checked."""
+        values = dict(values or {})
+        kept = {key: values[key] for key in cls.__dataclass_fields__ if values.get(key) is not None}
+        for key, value in kept.items():
+            wrong = isinstance(value, bool) or not isinstance(value, int | float) or value < 0
+            if wrong or (value == 0 and key != "max_wait_ms"):
+                zero = " (0: no batching)" if key == "max_wait_ms" else ""
+                raise UserError(f"serve.{key}={value!r}: give a positive number{zero}")
+        for key in ("max_batch_size", "max_items"):
+            if key in kept and not isinstance(kept[key], int):
+                raise UserError(f"serve.{key}={kept[key]!r}: give a whole number")
+        return cls(**kept)
+
+
+def _image_bytes(text: str, where: str) -> bytes:
+    """A base64 string (or data: URL) as bytes."""
+    if text.startswith("data:") and "," in text:
+        text = text.split(",", 1)[1]
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError) as err:
+        raise UserError(f"{where}: not base64 ({err}); give each image file base64-encoded") from err
+
+
+async def _read_request(request: Request, predictor: Predictor, settings: ServeSettings) -> tuple[list, int | None]:
+    limit = int(settings.max_body_mb * 1024 * 1024)
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise BodyTooLarge(int(declared), settings)
+    kind = predictor.input_kind
+    if request.headers.get("content-type", "").startswith("multipart/form-data"):
+        if kind != "image":
+            raise UserError(f"multipart uploads are for image models; this {predictor.task} model takes JSON {{...}}")
+        return await _read_form(request, settings)
+    body = await request.body()
+    if len(body) > limit:
+        raise BodyTooLarge(len(body), settings)
+    parsed = parse_body(kind, body)
+    items = getattr(parsed, predictor.field)
+    if kind == "image":
+        items = [_image_bytes(text, f"images[{i}]") for i, text in enumerate(items)]
+    return items, parsed.top_k
+
+
+async def _read_form(request: Request, settings: ServeSettings) -> tuple[list, int | None]:
+    form = await request.form(max_files=settings.max_items + 1)
+    files = form.getlist("files")
+    if not files or any(isinstance(f, str) for f in files):
+        raise UserError("files: upload one or more image files as form field `files` (multipart/form-data)")
+    top_k = form.get("top_k")
+    if top_k is not None and (not str(top_k).isdigit() or int(top_k) < 1):
+        raise UserError(f"top_k={top_k!r}: give a positive whole number, or leave it out for every class")
+    return [await f.read() for f in files], None if top_k is None else int(top_k)
+
+
+class BodyTooLarge(Exception):
+    def __init__(self, size: int, settings: ServeSettings) -> None:
+        super().__init__(
+            f"body: {size / 1024 / 1024:.1f} MB, over serve.max_body_mb={settings.max_body_mb}; send fewer or "
+            "smaller inputs per request (or start the server with a larger serve.max_body_mb)"
+        )
+
+
+def create_app(predictor: Predictor, settings: ServeSettings | Mapping[str, Any] | None = None) -> FastAPI:
+    """The app serving `predictor`; `settings` are ServeSettings or the `serve.*` config."""
+    if not isinstance(settings, ServeSettings):
+        settings = ServeSettings.from_mapping(settings)
+    batcher = Batcher(predictor.predict, settings.max_batch_size, settings.max_wait_ms)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await batcher.start()
+        yield
+        await batcher.stop()
+
+    app = FastAPI(
+        title=f"litforge {predictor.task}",
+        description=f"Predictions of {predictor.path.name} ({predictor.task}); records as litforge.predict writes.",
+        lifespan=lifespan,
+    )
+    app.state.predictor, app.state.batcher, app.state.settings = predictor, batcher, settings
+
+    @app.exception_handler(UserError)
+    async def user_error(request: Request, err: UserError) -> JSONResponse:
+        return JSONResponse({"detail": str(err)}, status_code=422)
+
+    @app.exception_handler(BodyTooLarge)
+    async def too_large(request: Request, err: BodyTooLarge) -> JSONResponse:
+        return JSONResponse({"detail": str(err)}, status_code=413)
+
+    @app.exception_handler(Exception)
+    async def crash(request: Request, err: Exception) -> JSONResponse:
+        log.exception("POST %s failed", request.url.path)
+        return JSONResponse({"detail": f"internal error ({type(err).__name__}: {err}); see the server log"}, 500)
+
+    body_schema = REQUESTS[predictor.input_kind].model_json_schema()
+    content = {"application/json": {"schema": body_schema}}
+    if predictor.input_kind == "image":
+        content["multipart/form-data"] = {"schema": MULTIPART}
+
+    @app.post(
+        "/predict",
+        response_model=PredictResponse,
+        openapi_extra={"requestBody": {"required": True, "content": content}},
+        summary=f"predict a list of {predictor.field}",
+    )
+    async def predict(request: Request) -> dict[str, Any]:
+        items, top_k = await _read_request(request, predictor, settings)
+        if len(items) > settings.max_items:
+            raise UserError(
+                f"{predictor.field}: {len(items)} items, over serve.max_items={settings.max_items}; "
+                "send them in several requests"
+            )
+        predictor.validate(items)
+        return {"predictions": await batcher.submit(items, top_k)}
+
+    @app.get("/health")
+    async def health() -> dict[str, Any]:
+        return {"status": "ok", "task": predictor.task}
+
+    @app.get("/metadata")
+    async def metadata() -> dict[str, Any]:
+        return {**predictor.metadata(), "serve": asdict(settings), "batching": batcher.enabled}
+
+    @app.get("/stats")
+    async def stats() -> dict[str, Any]:
+        """Requests answered so far and the forward passes they took (fewer with batching)."""
+        return {"requests": batcher.requests, "forward_passes": predictor.forward_passes, "items": predictor.items}
+
+    return app
