@@ -100,7 +100,8 @@ def substituted(args: list[str], placeholders: dict[str, str]) -> list[str]:
 
 
 def as_single_run(args: list[str]) -> list[str]:
-    """A multirun's arguments as one job's: `-m` dropped, each swept `a,b` value its first choice."""
+    """A multirun's arguments as one job's: `-m` dropped, each swept `a,b` value its first choice
+    (a list `[a,b]` or a function `choice(a,b)` is one value)."""
     if "-m" not in args:
         return args
     single = []
@@ -108,7 +109,8 @@ def as_single_run(args: list[str]) -> list[str]:
         key, sep, value = arg.partition("=")
         if arg == "-m":
             continue
-        single.append(f"{key}={value.split(',')[0]}" if sep and "," in value and "(" not in value else arg)
+        swept = sep and "," in value and not any(c in value for c in "([")
+        single.append(f"{key}={value.split(',')[0]}" if swept else arg)
     return single
 
 
