@@ -36,7 +36,9 @@ class MLflowRunLogger(MLFlowLogger):
         run_name: str | None = None,
         tags: Mapping[str, Any] | Sequence[str] | None = None,
         log_best_checkpoint: bool = False,
+        log_model: bool = False,
         registered_model_name: str | None = None,
+        trusted_modules: Sequence[str] = (),
         run_dir: str | None = None,
         http_timeout: int | None = None,
         http_retries: int | None = None,
@@ -61,8 +63,13 @@ class MLflowRunLogger(MLFlowLogger):
                 **kwargs,
             )
         set_mlflow_client(self, OutageTolerantClient(mlflow_client(self), uri, retry_every or 60))
-        self.log_best_checkpoint = log_best_checkpoint or bool(registered_model_name)
+        # what to do with the best checkpoint at the end: upload the file, log it as an MLflow model,
+        # register one of them (the model if logged, else the file, as before models were logged)
+        self.upload_checkpoint = log_best_checkpoint or (bool(registered_model_name) and not log_model)
+        self.log_model = log_model
+        self.log_best_checkpoint = self.upload_checkpoint or log_model
         self.registered_model_name = registered_model_name
+        self.trusted_modules = tuple(trusted_modules)
         sweep = sweep_dir()
         if sweep:
             self.tags[SWEEP_TAG] = sweep
@@ -92,37 +99,64 @@ class MLflowRunLogger(MLFlowLogger):
 
 
 def log_checkpoint(logger: MLFlowLogger, path: str) -> None:
-    """Upload the checkpoint as `checkpoints/<file>`; register it when a model name is set."""
+    """The best checkpoint: uploaded as `checkpoints/<file>` where asked, logged as the MLflow model
+    `model` (pyfunc) with `log_model`, and registered as a new version when a model name is set."""
     client, run_id = logger.experiment, logger.run_id
-    client.log_artifact(run_id, path, "checkpoints")
+    if getattr(logger, "upload_checkpoint", True):
+        client.log_artifact(run_id, path, "checkpoints")
     name = getattr(logger, "registered_model_name", None)
-    if not name:
-        return
-    source = f"runs:/{run_id}/checkpoints"
+    if getattr(logger, "log_model", False):
+        _log_model(logger, path, name)
+    elif name:
+        _register_or_warn(client, name, f"runs:/{run_id}/checkpoints", run_id, None, "the best checkpoint")
+
+
+def _log_model(logger: "MLflowRunLogger", path: str, name: str | None) -> None:
+    from litforge.tracking.pyfunc import MODEL_NAME, log_model
+
+    client, run_id, uri = logger.experiment, logger.run_id, mlflow_tracking_uri(logger)
     if getattr(client, "down_since", None) is None:
         try:
-            version = _register(client, name, source, run_id)
-            log.info("registered the best checkpoint as model %s version %s", name, version.version)
+            logged = log_model(path, run_id, MODEL_NAME, uri, trusted_modules=logger.trusted_modules)
+        except Exception as err:
+            if not is_outage(err):
+                raise
+        else:
+            log.info(
+                "logged the best checkpoint as MLflow model %s (runs:/%s/%s)", logged.model_uri, run_id, MODEL_NAME
+            )
+            if name:
+                _register_or_warn(client, name, logged.model_uri, run_id, logged.model_id, "the MLflow model")
+            return
+    # like a registration, the model's logging answers with what it made, so it is not kept for later
+    call = f"log_model({path!r}, {run_id!r}, tracking_uri={uri!r}" + (
+        f", registered_model_name={name!r})" if name else ")"
+    )
+    log.warning(
+        "MLflow does not answer: the best checkpoint was not logged as an MLflow model%s. Once it "
+        'answers, log it with: python -c "from litforge.tracking.pyfunc import log_model; %s"',
+        f" nor registered as model {name}" if name else "",
+        call,
+    )
+
+
+def _register_or_warn(client: Any, name: str, source: str, run_id: str, model_id: str | None, what: str) -> None:
+    from litforge.tracking.pyfunc import register
+
+    if getattr(client, "down_since", None) is None:
+        try:
+            version = register(client, name, source, run_id, model_id)
+            log.info("registered %s as model %s version %s", what, name, version.version)
             return
         except Exception as err:
             if not is_outage(err):
                 raise
     # unlike a write, a registration is not kept for later: it answers with the version it made
     log.warning(
-        "MLflow does not answer: the best checkpoint was not registered as model %s. Once the run's "
-        "artifacts are there, register it with mlflow.register_model(%r, %r).",
+        "MLflow does not answer: %s was not registered as model %s. Once the run's artifacts are "
+        "there, register it with mlflow.register_model(%r, %r).",
+        what,
         name,
         source,
         name,
     )
-
-
-def _register(client: Any, name: str, source: str, run_id: str) -> Any:
-    from mlflow.exceptions import MlflowException
-
-    try:
-        client.create_registered_model(name)
-    except MlflowException as err:
-        if err.error_code != "RESOURCE_ALREADY_EXISTS":
-            raise
-    return client.create_model_version(name, source=source, run_id=run_id)
