@@ -3,6 +3,7 @@
 import logging
 import math
 import sys
+from pathlib import Path
 from typing import Any
 
 import hydra
@@ -61,8 +62,16 @@ def train(cfg: DictConfig) -> dict[str, float]:
     trainer = assembly.tracked_trainer(cfg, model, callbacks, loggers)
 
     metrics: dict[str, Any] = {}
+    ckpt_path = cfg.get("ckpt_path")
+    if cfg.get("train") and ckpt_path:
+        from litforge.utils.checkpoint import load_weights_to_fine_tune
+
+        if load_weights_to_fine_tune(model, Path(ckpt_path)):
+            # a weights-only file has no optimiser, scheduler or loop state to continue
+            log.info("ckpt_path=%s holds only weights: a new fit starts from them (fine-tuning)", ckpt_path)
+            ckpt_path = None
     if cfg.get("train"):
-        trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=True)
+        trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
         if not epochs.validated:
             log.warning(
                 "training ended before its first validation (trainer.max_steps, limit_val_batches or "
@@ -81,6 +90,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
     metrics = assembly.as_floats(metrics)
     shown = [k for k in sorted(metrics) if k.startswith("test/")] or sorted(metrics)
     assembly.finish(trainer, cfg, metrics, "final metrics", shown, log_paths=True)
+    from litforge.callbacks.last_checkpoint import remove_when_done
+
+    remove_when_done(trainer)
     return metrics
 
 

@@ -5,12 +5,15 @@ from typing import Any
 
 import lightning.pytorch as L
 
+from litforge.utils.checkpoint_io import AtomicCheckpointIO
+
 log = logging.getLogger(__name__)
 
 
 class StoreRunConfig(L.Callback):
-    """Puts the run's resolved config into every checkpoint, so eval needs only the checkpoint;
-    each process logs a digest of the config it runs, so DDP ranks can be seen to agree."""
+    """Puts the run's resolved config into every checkpoint, weights-only ones included, so eval
+    needs only the checkpoint; each process logs a digest of the config it runs, so DDP ranks can
+    be seen to agree."""
 
     def __init__(self, config: dict[str, Any]) -> None:
         self.config = config
@@ -24,6 +27,10 @@ class StoreRunConfig(L.Callback):
             self.digest,
             self.config["paths"]["output_dir"],
         )
-
-    def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
-        checkpoint["litforge"] = {"config": self.config}
+        # the checkpoint IO writes it, since weights-only saves skip callbacks' on_save_checkpoint
+        io = trainer.strategy.checkpoint_io
+        while not isinstance(io, AtomicCheckpointIO) and hasattr(io, "checkpoint_io"):
+            io = io.checkpoint_io
+        if not isinstance(io, AtomicCheckpointIO):
+            raise RuntimeError(f"StoreRunConfig needs the trainer to save through AtomicCheckpointIO, not {io}")
+        io.extra["litforge"] = {"config": self.config}

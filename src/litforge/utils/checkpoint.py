@@ -201,3 +201,21 @@ def check_checkpoint_task(path: Path, target: str, trusted_modules: Iterable[str
             f"{target.rsplit('.', 1)[-1]} (model._target_). Give a checkpoint of the same task, or "
             "choose the matching experiment/model."
         )
+
+
+def load_weights_to_fine_tune(model: Any, path: Path) -> bool:
+    """Load the weights of a weights-only checkpoint (a best_epoch_*.ckpt) into `model`, to start a
+    new fit from them; False for a full checkpoint, which Lightning's fit resumes exactly."""
+    import torch
+
+    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    if "optimizer_states" in checkpoint:
+        return False
+    try:
+        model.load_state_dict(checkpoint["state_dict"])
+    except RuntimeError as err:
+        raise UserError(
+            f"ckpt_path={path}: its weights do not fit this run's model ({str(err).splitlines()[0]}). "
+            "Train with the model and data settings of the run that wrote it."
+        ) from err
+    return True

@@ -70,11 +70,14 @@ def _fsync_directory(folder: Path) -> None:
 
 class AtomicCheckpointIO(TorchCheckpointIO):
     """TorchCheckpointIO whose local saves write a temporary in the checkpoint's own directory,
-    fsync it and `os.replace` it over the checkpoint; remote paths (s3://, ...) are Lightning's."""
+    fsync it and `os.replace` it over the checkpoint; remote paths (s3://, ...) are Lightning's.
+    `extra` goes into every file it writes: Lightning's weights-only saves skip the callbacks'
+    `on_save_checkpoint`, and eval/predict need the run config even in those."""
 
     def __init__(self) -> None:
         super().__init__()
         self._swept: set[Path] = set()
+        self.extra: dict[str, Any] = {}
 
     def _sweep_once(self, folder: Path) -> None:
         if folder not in self._swept and folder.is_dir():
@@ -82,6 +85,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             self._swept.add(folder)
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None) -> None:
+        checkpoint = {**checkpoint, **self.extra}
         if storage_options is not None or not _is_plain_path(path):
             super().save_checkpoint(checkpoint, path, storage_options)
             return
