@@ -172,7 +172,8 @@ def test_the_registered_model_predicts_as_litforge_predict(name: str, store: Any
     assert not client.list_artifacts(model.run_id, "checkpoints")
 
     given, frame = _new_inputs(name, tmp_path / "inputs")
-    loaded = mlflow.pyfunc.load_model(f"models:/{name}/1")
+    loaded = mlflow.pyfunc.load_model(f"models:/{name}/1", model_config={"device": "cpu"})
+    assert loaded.model_config == {"device": "cpu"}
     assert loaded.metadata.get_input_schema().input_names() == list(frame.columns)
     got = loaded.predict(frame)
     assert list(got["id"]) == [str(i) for i in range(len(frame))]

@@ -187,6 +187,8 @@ def log_model(
             signature=_signature(example, output, predictor.input_kind),
             input_example=example,
             pip_requirements=requirements(),
+            # declared, so that load_model(..., model_config={"device": "cuda"}) may change it
+            model_config={"device": "cpu"},
             mlflow_model=Model(artifact_path=logged.artifact_location, run_id=run_id, model_id=logged.model_id),
         )
         client.log_model_artifacts(logged.model_id, path)
