@@ -29,10 +29,13 @@ def test_a_pruned_study_stops_hopeless_trials_and_spends_fewer_epochs(tmp_path: 
         "hparams_search=digits_optuna",
         f"hydra.sweeper.n_trials={n_trials}",
         "hydra.sweeper.sampler.seed=1",
-        # learning rates from hopeless to fine, so the median pruner has trials to stop
+        # learning rates from hopeless to fine, so the pruner has trials to stop
         "model.optimizer.lr=tag(log, interval(1e-6, 0.05))",
-        "hydra.sweeper.pruner=median",
-        "+hydra.sweeper.pruner_settings.n_startup_trials=2",
+        "hydra.sweeper.pruner=successive_halving",
+        # the jobs run in joblib's worker processes: they reach their trials through the storage
+        "hydra/launcher=joblib",
+        "hydra.launcher.n_jobs=2",
+        "hydra.sweeper.n_jobs=2",
         f"hydra.sweeper.storage={storage}",
         f"hydra.sweep.dir={sweep}",
     ]
