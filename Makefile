@@ -32,6 +32,7 @@ bench: $(STAMP)
 	$(PY) -m tests.benchmarks.bench_text
 	$(PY) -m tests.benchmarks.bench_sweep
 	$(PY) -m tests.benchmarks.bench_pruning
+	$(PY) -m tests.benchmarks.bench_serve
 	$(PY) -m tests.benchmarks.bench_vision
 	$(PY) -m tests.benchmarks.bench_tabular
 

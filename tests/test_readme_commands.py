@@ -1,4 +1,4 @@
-"""Every `python -m litforge.train|eval|predict` command the README shows composes (`--cfg job`), and the
+"""Every `python -m litforge.train|eval|predict|serve` command the README shows composes (`--cfg job`), and the
 offline training commands among them run a fast dev run: the README never shows a command that
 does not work. Its placeholders (`my.csv`, `~/pictures`, `<run>`) become files like a user's."""
 
@@ -22,7 +22,9 @@ from tests.user_files import (
 )
 
 README = PROJECT_ROOT / "README.md"
-INLINE = re.compile(r"`((?:\.venv/bin/)?python -m litforge\.(?:train|eval|predict)[^`]*|make train ARGS=\"[^\"`]*\")`")
+INLINE = re.compile(
+    r"`((?:\.venv/bin/)?python -m litforge\.(?:train|eval|predict|serve)[^`]*|make train ARGS=\"[^\"`]*\")`"
+)
 OFFLINE_SOURCES = {"digits", "diabetes", "folder", "file", "files", "generated"}
 
 
@@ -54,7 +56,7 @@ COMMANDS = readme_commands()
 
 def test_the_readme_shows_commands_of_every_entry_point() -> None:
     modules = {as_argv(c)[0] for c in COMMANDS}
-    assert modules == {"litforge.train", "litforge.eval", "litforge.predict"} and len(COMMANDS) > 20
+    assert modules == {"litforge.train", "litforge.eval", "litforge.predict", "litforge.serve"} and len(COMMANDS) > 20
 
 
 @pytest.fixture(scope="module")

@@ -45,7 +45,7 @@ def report_user_errors(run_dir: str | Path | None = None, exit_on_error: bool = 
 def _remove_if_only_startup_files(run_dir: Path) -> None:
     if not run_dir.is_dir():
         return
-    startup = {".hydra", "train.log", "eval.log", "predict.log", "config_tree.log"}
+    startup = {".hydra", "train.log", "eval.log", "predict.log", "serve.log", "config_tree.log"}
     if all(p.name in startup for p in run_dir.iterdir()):
         logging.shutdown()
         shutil.rmtree(run_dir, ignore_errors=True)
