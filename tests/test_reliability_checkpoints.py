@@ -125,7 +125,7 @@ def test_every_n_train_steps_still_saves_last_at_every_epoch_end(tmp_path: Path)
     (run,) = run_dirs(tmp_path)
     last = torch.load(run / "checkpoints/last.ckpt", weights_only=True)
     assert (last["epoch"], last["global_step"]) == (1, 14), "last.ckpt must hold the end of the run"
-    states = {key: state for key, state in last["callbacks"].items() if key.startswith("ModelCheckpoint")}
+    states = {key: state for key, state in last["callbacks"].items() if key.startswith("LastCheckpoint")}
     (steps,) = [state for key, state in states.items() if "'every_n_train_steps': 3" in key]
     assert steps["best_model_path"].endswith("last.ckpt"), "the every-3-steps saves did not happen"
 

@@ -62,7 +62,8 @@ def test_ddp_sim_inside_an_optuna_sweep_keeps_each_trials_ranks_together(tmp_pat
         assert set(ranks) == {0, 1}
         assert ranks[0] == ranks[1] and len(ranks[0]) == 1, f"ranks of {trial.name} ran different configs"
         digests.append(next(iter(ranks[0])))
-        assert len(list((trial / "checkpoints").glob("*.ckpt"))) == 2
+        # a completed sweep job keeps its best checkpoint; its last.ckpt, only a resume reads, is removed
+        assert [p.name for p in (trial / "checkpoints").glob("*.ckpt")] == ["best_epoch_001.ckpt"]
     assert digests[0] != digests[1], "the two trials should differ in their hyperparameters"
     assert (sweep / "optimization_results.yaml").is_file()
     trials_csv = pd.read_csv(sweep / "trials.csv")
@@ -126,7 +127,8 @@ def test_joblib_launcher_trains_two_optuna_trials_at_once_on_two_objectives(tmp_
     sweep = sweep_dir(tmp_path)
     for job in ["0", "1"]:
         assert (sweep / job / "metrics.json").is_file()
-        assert (sweep / job / "checkpoints/last.ckpt").is_file()
+        assert list((sweep / job / "checkpoints").glob("best_*.ckpt"))
+        assert not (sweep / job / "checkpoints/last.ckpt").exists(), "a completed sweep job keeps no last.ckpt"
     assert "Joblib.Parallel(n_jobs=2" in proc.stdout + proc.stderr
     results = OmegaConf.load(sweep / "optimization_results.yaml")
     assert results.directions == ["maximize", "minimize"] and results.n_complete == 2

@@ -69,10 +69,11 @@ def test_run_returns_optimized_metric_and_logs_lr(tmp_path: Path) -> None:
     (run,) = run_dirs(tmp_path)
     header = (run / "csv/metrics.csv").read_text().splitlines()[0]
     assert "lr-Adam" in header and "val/acc" in header and "train/loss_step" in header
-    best = torch.load(next((run / "checkpoints").glob("best_*.ckpt")), weights_only=True)
+    # the best checkpoint holds weights only; last.ckpt keeps the callbacks' states
+    last = torch.load(run / "checkpoints/last.ckpt", weights_only=True)
     score = next(
         v["best_model_score"]
-        for k, v in best["callbacks"].items()
+        for k, v in last["callbacks"].items()
         if k.startswith("ModelCheckpoint{'monitor': 'val/acc")
     )
     assert f"optimized metric val/acc = {float(score):.6f}" in (run / "train.log").read_text()
