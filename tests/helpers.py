@@ -1,6 +1,8 @@
 """Run litforge's entry points the way users do: composed configs and real subprocesses."""
 
+import contextlib
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -39,16 +41,28 @@ def compose_config(
 def run_cli(
     module: str, overrides: Sequence[str], log_dir: Path, timeout: int = 600, env: dict | None = None
 ) -> subprocess.CompletedProcess:
-    """`python -m <module> <overrides>` with runs under `log_dir`; returns the finished process."""
+    """`python -m <module> <overrides>` with runs under `log_dir`; returns the finished process.
+    Past `timeout` the whole process group (DDP ranks, joblib workers) is killed and the test fails
+    with the end of what the command printed."""
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     full_env.pop("HYDRA_FULL_ERROR", None)
-    return subprocess.run(
-        [sys.executable, "-m", module, *overrides, f"paths.log_dir={log_dir}"],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=full_env,
-    )
+    command = [sys.executable, "-m", module, *overrides, f"paths.log_dir={log_dir}"]
+    with subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=full_env, start_new_session=True
+    ) as proc:
+        try:
+            stdout, stderr = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            stdout, stderr = proc.communicate()
+            raise AssertionError(
+                f"{' '.join(command)} still ran after {timeout} s\nstdout:\n{stdout[-4000:]}\nstderr:\n{stderr[-4000:]}"
+            ) from None
+        finally:
+            # nothing it started outlives the test
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+    return subprocess.CompletedProcess(command, proc.returncode, stdout, stderr)
 
 
 def run_dirs(log_dir: Path, task_name: str = "train") -> list[Path]:

@@ -214,7 +214,7 @@ def test_a_bad_launcher_setting_exits_naming_the_key_and_what_is_valid(
 def test_ddp_ranks_of_each_job_stay_in_its_block(tmp_path: Path) -> None:
     # the extra ranks are subprocesses of the job's process: its environment and cores are theirs
     overrides = ["-m", *TINY, "trainer=ddp_sim", "model.optimizer.lr=0.001,0.002", "hydra/launcher=devices"]
-    proc = run_cli("litforge.train", [*overrides, "hydra.launcher.cpus_per_job=1"], tmp_path)
+    proc = run_cli("litforge.train", [*overrides, "hydra.launcher.cpus_per_job=1"], tmp_path, timeout=300)
     check_ok(proc)
     (sweep,) = (tmp_path / "train" / "multiruns").iterdir()
     jobs = configs_by_job(proc.stdout + proc.stderr)

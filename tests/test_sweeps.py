@@ -36,7 +36,7 @@ def sweep_dir(log_dir: Path) -> Path:
 
 @pytest.mark.slow
 def test_ddp_sim_single_run_has_one_run_dir_and_one_set_of_checkpoints(tmp_path: Path) -> None:
-    proc = run_cli("litforge.train", [*TINY, "trainer=ddp_sim"], tmp_path)
+    proc = run_cli("litforge.train", [*TINY, "trainer=ddp_sim"], tmp_path, timeout=300)
     check_ok(proc)
     (run,) = run_dirs(tmp_path)
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["best_epoch_001.ckpt", "last.ckpt"]
@@ -49,7 +49,7 @@ def test_ddp_sim_single_run_has_one_run_dir_and_one_set_of_checkpoints(tmp_path:
 @pytest.mark.slow
 def test_ddp_sim_inside_an_optuna_sweep_keeps_each_trials_ranks_together(tmp_path: Path) -> None:
     overrides = ["-m", *TINY, "hparams_search=digits_optuna", "trainer=ddp_sim", "hydra.sweeper.n_trials=2"]
-    proc = run_cli("litforge.train", overrides, tmp_path)
+    proc = run_cli("litforge.train", overrides, tmp_path, timeout=300)
     check_ok(proc)
     sweep = sweep_dir(tmp_path)
     trials = sorted(p for p in sweep.iterdir() if p.is_dir())
