@@ -48,3 +48,22 @@ def one_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(autouse=True)
+def _no_ddp_launch_state_leaks() -> Iterator[None]:
+    """A test that leaves Lightning's launcher variables in os.environ makes every later command of its
+    worker a rank of a DDP launch that never comes: fail that test instead of hanging a later one."""
+    import os
+
+    from litforge.utils.ddp import LAUNCHER_ENV
+
+    before = {key: os.environ.get(key) for key in LAUNCHER_ENV}
+    yield
+    after = {key: os.environ.get(key) for key in LAUNCHER_ENV}
+    for key, value in before.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+    assert after == before, f"the test left DDP launcher variables in os.environ: {after}"

@@ -63,8 +63,11 @@ def test_ddp_launcher_starts_hydra_ranks_with_the_given_command(monkeypatch: pyt
     from lightning.fabric.plugins.environments import LightningEnvironment
     from lightning.pytorch.strategies.launchers import subprocess_script
 
+    # the launcher writes these into os.environ; left there, every later command of this test process
+    # would believe it is a rank of an external DDP launch and wait for its peers
     for key in ("MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "LOCAL_RANK", "WORLD_SIZE"):
-        monkeypatch.delenv(key, raising=False)
+        monkeypatch.setenv(key, "")
+        monkeypatch.delenv(key)
     started: list[tuple[list[str], str]] = []
 
     def popen(command: list[str], env: dict[str, str], cwd: str) -> None:
