@@ -86,7 +86,16 @@ async def _read_request(request: Request, predictor: Predictor, settings: ServeS
 
 
 async def _read_form(request: Request, settings: ServeSettings) -> tuple[list, int | None]:
-    form = await request.form(max_files=settings.max_items + 1)
+    from starlette.exceptions import HTTPException
+
+    try:
+        form = await request.form(max_files=settings.max_items, max_fields=16)
+    except HTTPException as err:
+        # starlette's 400 for too many files or fields, or a malformed body
+        raise UserError(
+            f"files: {err.detail.rstrip('.')}; upload at most serve.max_items={settings.max_items} image files "
+            "as form field `files` (and top_k), or send them in several requests"
+        ) from err
     files = form.getlist("files")
     if not files or any(isinstance(f, str) for f in files):
         raise UserError("files: upload one or more image files as form field `files` (multipart/form-data)")
@@ -147,7 +156,7 @@ def create_app(predictor: Predictor, settings: ServeSettings | Mapping[str, Any]
         openapi_extra={"requestBody": {"required": True, "content": content}},
         summary=f"predict a list of {predictor.field}",
     )
-    async def predict(request: Request) -> dict[str, Any]:
+    async def predict(request: Request) -> JSONResponse:
         items, top_k = await _read_request(request, predictor, settings)
         if len(items) > settings.max_items:
             raise UserError(
@@ -155,7 +164,9 @@ def create_app(predictor: Predictor, settings: ServeSettings | Mapping[str, Any]
                 "send them in several requests"
             )
         predictor.validate(items)
-        return {"predictions": await batcher.submit(items, top_k)}
+        # records are plain JSON values already: answered as they are, without FastAPI re-validating
+        # them against the response model, which stays for /docs
+        return JSONResponse({"predictions": await batcher.submit(items, top_k)})
 
     @app.get("/health")
     async def health() -> dict[str, Any]:
