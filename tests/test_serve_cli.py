@@ -94,6 +94,7 @@ def test_bad_settings_exit_2_naming_the_key(args: list[str], message: str, tmp_p
         (["ckpt_path=a.ckpt", "model_uri=models:/m/1"], "give one, the model to serve"),
         (["serve.max_batch_size=0"], "serve.max_batch_size=0: give a positive number"),
         (["serve.max_wait_ms=-1"], "serve.max_wait_ms=-1: give a positive number (0: no batching)"),
+        (["serve.access_log=often"], "serve.access_log='often': give true (a log line per request) or false"),
     ],
 )
 def test_each_setting_is_checked_before_a_model_is_loaded(args: list[str], message: str, tmp_path: Path) -> None:

@@ -58,12 +58,15 @@ def serve(cfg: DictConfig) -> None:
     from litforge.serving.predictor import Predictor
 
     host, port = check_port(cfg)
+    access_log = cfg.serve.get("access_log", True)
+    if not isinstance(access_log, bool):
+        raise UserError(f"serve.access_log={access_log!r}: give true (a log line per request) or false")
     settings = ServeSettings.from_mapping(OmegaConf.to_container(cfg.serve, resolve=True))
     path = checkpoint_path(cfg)
     predictor = Predictor.from_checkpoint(path, cfg.get("trusted_modules") or (), device=cfg.serve.get("device", "cpu"))
     log.info("serving %s (%s) on http://%s:%d (docs at /docs)", path, predictor.task, host, port)
     # uvicorn's own loggers write through the run's handlers (console and serve.log)
-    uvicorn.run(create_app(predictor, settings), host=host, port=port, log_config=None)
+    uvicorn.run(create_app(predictor, settings), host=host, port=port, log_config=None, access_log=access_log)
 
 
 def main() -> None:
