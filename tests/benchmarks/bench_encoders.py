@@ -1,6 +1,6 @@
 """Real-sized encoders: litforge's training against `transformers.Trainer` on a BERT-family model of
 MiniLM-L6 size (or BERT-base; random weights), for NER and text classification, with the same data,
-model, initial weights, optimiser, schedule, batch size, max_length and threads.
+model (its own initial draw on each side), optimiser, schedule, batch size, max_length and threads.
 
 Each fit is a fresh process (its peak RSS is the fit's), the variants take turns round after round,
 and a figure is the median over rounds of each fit's median epoch, its first (warm-up) epoch left out.
@@ -27,7 +27,6 @@ from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as L
-from transformers import TrainerCallback
 
 THREADS = 2
 SIZES = {
@@ -103,56 +102,19 @@ def fit_litforge(args: argparse.Namespace, root: Path) -> tuple[list[float], int
     return fit["times"], fit["samples"], fit["params"]
 
 
-class TrainerEpochTimes(TrainerCallback):
-    """Seconds of each training epoch (the Trainer evaluates after on_epoch_end)."""
-
-    def __init__(self) -> None:
-        self.times: list[float] = []
-
-    def on_epoch_begin(self, *_: Any, **__: Any) -> None:
-        self.start = time.perf_counter()
-
-    def on_epoch_end(self, *_: Any, **__: Any) -> None:
-        self.times.append(time.perf_counter() - self.start)
-
-
 def fit_trainer(args: argparse.Namespace, root: Path) -> tuple[list[float], int, int]:
     """The task's own HF model and the data module's tokenised splits and collator, under `Trainer`
     with the optimiser, schedule and clipping of the litforge config."""
-    import torch
-    from transformers import DataCollatorForTokenClassification, DataCollatorWithPadding, Trainer, TrainingArguments
+    from transformers import DataCollatorForTokenClassification, DataCollatorWithPadding, Trainer
 
-    from litforge.assembly import instantiate_datamodule, instantiate_task, prepare_datamodule
+    from tests.benchmarks.bench_text import TrainerEpochTimer, build, trainer_arguments
     from tests.helpers import compose_config
 
     cfg = compose_config(overrides(args.task, args.size, args.examples, args.epochs, root), log_dir=root)
-    datamodule = instantiate_datamodule(cfg.data)
-    prepare_datamodule(datamodule)
-    torch.manual_seed(cfg.seed)
-    model = instantiate_task(cfg.model, datamodule.model_kwargs())
-    optimizer, timer = cfg.model.optimizer, TrainerEpochTimes()
-    training = TrainingArguments(
-        output_dir=str(root / "hf_trainer"),
-        use_cpu=True,
-        num_train_epochs=args.epochs,
-        per_device_train_batch_size=cfg.data.batch_size,
-        per_device_eval_batch_size=cfg.data.batch_size,
-        optim="adamw_torch",
-        learning_rate=optimizer.lr,
-        weight_decay=optimizer.weight_decay,
-        adam_beta1=optimizer.betas[0],
-        adam_beta2=optimizer.betas[1],
-        lr_scheduler_type="linear",
-        warmup_steps=cfg.model.scheduler.warmup_ratio,  # a ratio where below 1
-        max_grad_norm=cfg.trainer.gradient_clip_val,
-        eval_strategy="epoch",
-        save_strategy="no",
-        report_to="none",
-        disable_tqdm=True,
-        dataloader_num_workers=0,
-        dataloader_pin_memory=False,
-        seed=cfg.seed,
-    )
+    datamodule, model = build(cfg)
+    timer = TrainerEpochTimer()
+    evaluation = {"eval_strategy": "epoch", "per_device_eval_batch_size": cfg.data.batch_size}
+    training = trainer_arguments(cfg, root / "hf_trainer", args.epochs, **evaluation)
     # HF's collators, dynamic padding as litforge's (NER pads labels with -100); the Trainer drops the
     # columns its model does not take
     collator_class = DataCollatorForTokenClassification if args.task == "ner" else DataCollatorWithPadding

@@ -76,16 +76,14 @@ def litforge_epochs(
     return epochs, len(loader.dataset)
 
 
-def trainer_epochs(cfg: DictConfig, output_dir: Path) -> tuple[list[float], int]:
-    """`transformers.Trainer` on the data module's tokenised training split and the task's own HF
-    model, padded to max_length, with the optimiser, schedule and clipping of the litforge config."""
-    datamodule, model = build(cfg)
+def trainer_arguments(cfg: DictConfig, output_dir: Path, epochs: int, **settings: object) -> TrainingArguments:
+    """The Trainer's arguments for a litforge text config: its batch size, AdamW (torch) settings, linear
+    schedule and warm-up, clipping and seed, on the CPU, saving nothing; `settings` add to them."""
     optimizer = cfg.model.optimizer
-    timer = TrainerEpochTimer()
-    args = TrainingArguments(
+    return TrainingArguments(
         output_dir=str(output_dir),
         use_cpu=True,
-        num_train_epochs=EPOCHS,
+        num_train_epochs=epochs,
         per_device_train_batch_size=cfg.data.batch_size,
         optim="adamw_torch",
         learning_rate=optimizer.lr,
@@ -93,17 +91,24 @@ def trainer_epochs(cfg: DictConfig, output_dir: Path) -> tuple[list[float], int]
         adam_beta1=optimizer.betas[0],
         adam_beta2=optimizer.betas[1],
         lr_scheduler_type="linear",
-        warmup_steps=cfg.model.scheduler.warmup_ratio,
+        warmup_steps=cfg.model.scheduler.warmup_ratio,  # a ratio where below 1
         max_grad_norm=cfg.trainer.gradient_clip_val,
-        eval_strategy="no",
         save_strategy="no",
-        logging_strategy="no",
         report_to="none",
         disable_tqdm=True,
         dataloader_num_workers=0,
         dataloader_pin_memory=False,
         seed=cfg.seed,
+        **settings,
     )
+
+
+def trainer_epochs(cfg: DictConfig, output_dir: Path) -> tuple[list[float], int]:
+    """`transformers.Trainer` on the data module's tokenised training split and the task's own HF
+    model, padded to max_length, with the optimiser, schedule and clipping of the litforge config."""
+    datamodule, model = build(cfg)
+    timer = TrainerEpochTimer()
+    args = trainer_arguments(cfg, output_dir, EPOCHS, eval_strategy="no", logging_strategy="no")
     collator = DataCollatorWithPadding(datamodule.tokenizer, padding="max_length", max_length=cfg.data.max_length)
     train = datamodule.splits["train"]
     trainer = Trainer(model=model.model, args=args, train_dataset=train, data_collator=collator, callbacks=[timer])
