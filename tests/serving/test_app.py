@@ -102,7 +102,8 @@ def test_limits_on_items_and_body_size_are_told(client_of: Callable[..., TestCli
     assert answer.status_code == 413
     uploads = [("files", (f"{i}.png", png_bytes(i, (4, 4)))) for i in range(5)]
     answer = client.post("/predict", files=uploads)
-    assert answer.status_code == 422 and "upload at most serve.max_items=3 image files" in answer.json()["detail"]
+    expected = "upload at most serve.max_items=3 image files as form field `files`"
+    assert answer.status_code == 422 and expected in answer.json()["detail"], answer.text
     assert client.get("/health").status_code == 200
 
 

@@ -92,9 +92,10 @@ async def _read_form(request: Request, settings: ServeSettings) -> tuple[list, i
         form = await request.form(max_files=settings.max_items, max_fields=16)
     except HTTPException as err:
         # starlette's 400 for too many files or fields, or a malformed body
+        limit = f"at most serve.max_items={settings.max_items} " if "files" in str(err.detail) else ""
         raise UserError(
-            f"files: {err.detail.rstrip('.')}; upload at most serve.max_items={settings.max_items} image files "
-            "as form field `files` (and top_k), or send them in several requests"
+            f"files: {str(err.detail).rstrip('.')}; upload {limit}image files as form field `files` "
+            "(and top_k) in multipart/form-data, or send them in several requests"
         ) from err
     files = form.getlist("files")
     if not files or any(isinstance(f, str) for f in files):
