@@ -61,9 +61,32 @@ def _no_ddp_launch_state_leaks() -> Iterator[None]:
     before = {key: os.environ.get(key) for key in LAUNCHER_ENV}
     yield
     after = {key: os.environ.get(key) for key in LAUNCHER_ENV}
-    for key, value in before.items():
+    _restore(before)
+    assert after == before, f"the test left DDP launcher variables in os.environ: {after}"
+
+
+def _mlflow_variables_put_back() -> Iterator[None]:
+    """mlflow.set_tracking_uri and litforge's HTTP settings write MLFLOW_* into os.environ, where every
+    later command of the worker would find them (a test's server, stopped since): put them back."""
+    import os
+
+    before = {key: value for key, value in os.environ.items() if key.startswith("MLFLOW_")}
+    yield
+    for key in [key for key in os.environ if key.startswith("MLFLOW_") and key not in before]:
+        del os.environ[key]
+    os.environ.update(before)
+
+
+# after each test, and after each file's own fixtures (a module-scoped server or store)
+_mlflow_variables_of_a_test = pytest.fixture(autouse=True)(_mlflow_variables_put_back)
+_mlflow_variables_of_a_file = pytest.fixture(autouse=True, scope="module")(_mlflow_variables_put_back)
+
+
+def _restore(values: dict[str, str | None]) -> None:
+    import os
+
+    for key, value in values.items():
         if value is None:
             os.environ.pop(key, None)
         else:
             os.environ[key] = value
-    assert after == before, f"the test left DDP launcher variables in os.environ: {after}"

@@ -41,6 +41,8 @@ def start_worker(storage: str, sweep: Path, log_dir: Path, name: str, extra: lis
         *extra,
     ]
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
+    # logger=mlflow tracks to the local store under log_dir, which the test reads
+    env.pop("MLFLOW_TRACKING_URI", None)
     out = open(log_dir / f"{name}.out", "w")  # noqa: SIM115 - closed with the process
     return subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
 
@@ -85,7 +87,15 @@ def test_three_workers_share_one_study_and_a_killed_workers_trial_is_retried(sto
         workers[worker.pid] = (i, worker)
     # one worker is killed while its trial trains (the job has written its config, not its results)
     found: list = []
-    wait_for(lambda: found.append(running_trial(storage)) or found[-1], 180, "a trial to start training")
+
+    def a_trial_trains() -> bool:
+        if all(worker.poll() is not None for _, worker in workers.values()):
+            logs = "\n".join((tmp_path / f"worker{i}.out").read_text()[-1500:] for i in range(3))
+            raise AssertionError(f"every worker exited before a trial trained:\n{logs}")
+        found.append(running_trial(storage))
+        return bool(found[-1])
+
+    wait_for(a_trial_trains, 180, "a trial to start training")
     pid, killed_dir = found[-1]
     os.killpg(pid, signal.SIGKILL)
     workers.pop(pid)[1].wait()
