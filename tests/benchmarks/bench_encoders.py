@@ -22,11 +22,12 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as L
+
+from tests.benchmarks.bench_text_encoders import TrainingTimer
 
 THREADS = 2
 SIZES = {
@@ -43,26 +44,12 @@ EXAMPLES = {"ner": 600, "text": 800}
 SIDES = ("litforge", "transformers.Trainer")
 
 
-class EpochTimes(L.Callback):
+class EpochTimes(TrainingTimer):
     """Seconds of each training epoch up to its validation; written to `path` when the fit ends."""
 
     def __init__(self, path: str) -> None:
-        self.path, self.times, self.start = path, [], None
-
-    def on_train_epoch_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
-        self.start = time.perf_counter()
-
-    def _stop(self) -> None:
-        if self.start is not None:
-            self.times.append(time.perf_counter() - self.start)
-            self.start = None
-
-    def on_validation_epoch_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
-        if not trainer.sanity_checking:
-            self._stop()
-
-    def on_train_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
-        self._stop()
+        super().__init__()
+        self.path = path
 
     def on_fit_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
         samples = len(trainer.train_dataloader.dataset)
