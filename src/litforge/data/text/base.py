@@ -3,7 +3,9 @@ test file once a checkpoint's state is loaded, the run's tokenizer, loaders and 
 state (tokenizer files, and label names for the labelled tasks)."""
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as L
@@ -21,6 +23,27 @@ log = logging.getLogger(__name__)
 SOURCES = ("generated", "hub", "files")
 SPLITS = ("train", "validation", "test")
 STAGE_SPLITS = {"fit": ("train", "validation"), "validate": ("validation",), "test": ("test",)}
+
+
+@contextmanager
+def preparing(cache_dir: Path) -> Iterator[None]:
+    """Held while a process reads, trains a tokenizer on and tokenises data cached in `cache_dir`:
+    the first process of a node (DDP rank 0, or whichever starts first under torchrun, SLURM or a
+    parallel sweep) does the work, the others wait here and then read its cache. An OS file lock,
+    so a killed holder releases it."""
+    from filelock import FileLock, Timeout
+
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(cache_dir / ".prepare.lock"))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        log.info("another process is preparing the data in %s: waiting for it, then reading its cache", cache_dir)
+        lock.acquire()
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 class HFTextDataModule(L.LightningDataModule):
@@ -162,13 +185,16 @@ class HFTextDataModule(L.LightningDataModule):
                 self.splits["predict"] = self._predict_examples()
             return
         roles = STAGE_SPLITS.get(stage or "", SPLITS)
-        if any(role not in self.examples for role in roles):
-            self.examples = self._prepare(self._read(roles))
-        if self.tokenizer is None:
-            self._set_tokenizer(run_tokenizer(self.hparams, self._training_texts, self.cache))
-        for role in roles:
-            if role not in self.splits:
-                self.splits[role] = self._encode(role)
+        if all(role in self.splits for role in roles):
+            return
+        with preparing(Path(self.hparams.data_dir) / self.cache):
+            if any(role not in self.examples for role in roles):
+                self.examples = self._prepare(self._read(roles))
+            if self.tokenizer is None:
+                self._set_tokenizer(run_tokenizer(self.hparams, self._training_texts, self.cache))
+            for role in roles:
+                if role not in self.splits:
+                    self.splits[role] = self._encode(role)
 
     def _predict_examples(self) -> list[dict[str, Any]]:
         """The inputs `predict_path` names, encoded in memory (nothing cached for one-off inputs)."""

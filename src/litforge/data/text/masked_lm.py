@@ -8,36 +8,62 @@ from typing import Any
 
 from transformers import DataCollatorForLanguageModeling, DataCollatorForTokenClassification, DataCollatorWithPadding
 
-from litforge.data.splits import carve_missing_splits
+from litforge.data.splits import carve_missing_splits, select_rows
+from litforge.data.text import corpus
 from litforge.data.text import masked_lm_sources as mlm_sources
 from litforge.data.text.base import HFTextDataModule
 from litforge.data.text.predict_inputs import KeepFields, read_texts, request_text
-from litforge.data.text.tokenizer import fingerprint, texts_fingerprint, tokenizer_fingerprint
+from litforge.data.text.tokenizer import cached_map, column_fingerprint, fingerprint, tokenizer_fingerprint
 from litforge.utils.errors import UserError
 
 log = logging.getLogger(__name__)
 
 
-def encode(tokenizer: Any, texts: list[str], max_length: int, line_by_line: bool) -> dict[str, list]:
-    """Token ids with special-token masks and character offsets (whole-word masking finds words by
-    them). Line by line: one truncated example per text; else the texts' tokens run on and are cut
-    into blocks of `max_length`, [CLS] and [SEP] included, so no token is lost to truncation."""
+# rows a tokenising or masking step takes at a time: the fixed validation masks depend on it, not
+# on data.batch_size or data.num_proc
+MAP_BATCH = 1000
+
+
+def encode(
+    tokenizer: Any, texts: list[str], max_length: int, line_by_line: bool, offsets: bool = True
+) -> dict[str, list]:
+    """Token ids with special-token masks and, with `offsets`, character offsets (whole-word
+    masking finds words by them). Line by line: one truncated example per text; else the texts'
+    tokens run on and are cut into blocks of `max_length`, [CLS] and [SEP] included, so no token
+    is lost to truncation."""
+    fields = ("input_ids", "special_tokens_mask", "offset_mapping")[: 3 if offsets else 2]
     if line_by_line:
         encoded = tokenizer(
-            texts, truncation=True, max_length=max_length, return_special_tokens_mask=True, return_offsets_mapping=True
+            texts,
+            truncation=True,
+            max_length=max_length,
+            return_special_tokens_mask=True,
+            return_offsets_mapping=offsets,
         )
-        return {k: encoded[k] for k in ("input_ids", "special_tokens_mask", "offset_mapping")}
-    encoded = tokenizer(texts, add_special_tokens=False, return_offsets_mapping=True)
+        return {k: encoded[k] for k in fields}
+    encoded = tokenizer(texts, add_special_tokens=False, return_offsets_mapping=offsets)
     ids = [i for row in encoded["input_ids"] for i in row]
-    offsets = [o for row in encoded["offset_mapping"] for o in row]
     size = max_length - 2
-    blocks: dict[str, list] = {"input_ids": [], "special_tokens_mask": [], "offset_mapping": []}
+    blocks: dict[str, list] = {k: [] for k in fields}
     for start in range(0, len(ids), size):
         chunk = ids[start : start + size]
         blocks["input_ids"].append([tokenizer.cls_token_id, *chunk, tokenizer.sep_token_id])
         blocks["special_tokens_mask"].append([1, *[0] * len(chunk), 1])
-        blocks["offset_mapping"].append([(0, 0), *offsets[start : start + size], (0, 0)])
+    if offsets:
+        spans = [o for row in encoded["offset_mapping"] for o in row]
+        blocks["offset_mapping"] = [[(0, 0), *spans[s : s + size], (0, 0)] for s in range(0, len(ids), size)]
     return blocks
+
+
+def token_features(offsets: bool) -> Any:
+    """The cached columns' types: 32-bit ids and 8-bit masks, a quarter of what datasets infers."""
+    import datasets
+
+    ids = datasets.Sequence(datasets.Value("int32"))
+    features = {"input_ids": ids, "special_tokens_mask": datasets.Sequence(datasets.Value("int8"))}
+    if offsets:
+        features["offset_mapping"] = datasets.Sequence(datasets.Sequence(datasets.Value("int32"), length=2))
+    return datasets.Features(features)
 
 
 class PadOffsets:
@@ -47,6 +73,8 @@ class PadOffsets:
         self.collator = collator
 
     def __call__(self, features: list[dict[str, Any]]) -> dict[str, Any]:
+        if "offset_mapping" not in features[0]:
+            return self.collator(features)
         longest = max(len(f["input_ids"]) for f in features)
         padded = [
             {**f, "offset_mapping": [*f["offset_mapping"], *[[0, 0]] * (longest - len(f["input_ids"]))]}
@@ -59,9 +87,12 @@ class MaskedLMDataModule(HFTextDataModule):
     """Texts from the generated corpus, a hub data set or the user's files, and the tokenizer
     (pretrained, or WordPiece trained on the training text) handed to the model.
 
-    Tokenised splits are cached under `data_dir`/mlm_cache, keyed by the texts, the tokenizer and
-    the blocking settings. Validation and test are masked once with `seed`, so their loss compares
-    across epochs and runs; training batches are masked at random each time (dynamic masking).
+    Texts are memory-mapped Arrow tables (see litforge.data.text.corpus), never Python lists: the
+    user's files are read in batches into `data_dir`/mlm_cache/corpora, keyed by their content, and
+    tokenised by batched `datasets.map` on `num_proc` processes (default: `num_workers`, at least
+    1) into `data_dir`/mlm_cache/tokens, keyed by the texts, the tokenizer and the blocking
+    settings. Validation and test are masked once with `seed`, so their loss compares across
+    epochs and runs; training batches are masked at random each time (dynamic masking).
 
     `test_path` (`test_file` is its older name) is the test file of any source. With a
     checkpoint's tokenizer loaded, `setup("test")` reads that file alone and `setup("predict")`
@@ -84,42 +115,57 @@ class MaskedLMDataModule(HFTextDataModule):
         line_by_line: bool = False,
         mlm_probability: float = 0.15,
         whole_word_mask: bool = False,
+        num_proc: int | None = None,
         **common: Any,
     ) -> None:
         super().__init__(vocab_size=vocab_size, lowercase=lowercase, max_length=max_length, **common)
         if not 0 < mlm_probability < 1:
             raise UserError(f"data.mlm_probability={mlm_probability}: give the fraction of tokens to mask, in (0, 1)")
+        if num_proc is not None and num_proc < 1:
+            raise UserError(f"data.num_proc={num_proc}: give the number of tokenising processes (1 or more), or null")
 
     @property
-    def texts(self) -> dict[str, list[str]]:
-        """Each split's texts."""
+    def num_proc(self) -> int:
+        hp = self.hparams
+        return hp.num_proc or max(1, hp.num_workers)
+
+    @property
+    def texts(self) -> dict[str, Any]:
+        """Each split's texts: a memory-mapped table with a `text` column."""
         return self.examples
 
-    def _load_generated(self) -> dict[str, list[str]]:
-        return {"train": mlm_sources.generate_corpus(self.hparams.num_examples, self.hparams.seed)}
+    def _read_file(self, path: str, key: str) -> Any:
+        return corpus.read_corpus(path, key, self.hparams.text_column, Path(self.hparams.data_dir) / self.cache)
 
-    def _load_files(self) -> dict[str, list[str]]:
+    def _load_generated(self) -> dict[str, Any]:
+        return {"train": corpus.from_texts(mlm_sources.generate_corpus(self.hparams.num_examples, self.hparams.seed))}
+
+    def _load_files(self) -> dict[str, Any]:
         hp = self.hparams
-        return mlm_sources.load_files(hp.train_file, hp.val_file, self.test_path, hp.text_column)
+        if not hp.train_file:
+            raise UserError("data.train_file is not set: give a .txt (one text a line), csv, jsonl or parquet file")
+        files = {"train": (hp.train_file, "data.train_file"), "validation": (hp.val_file, "data.val_file")}
+        files["test"] = (self.test_path, "data.test_path")
+        return {role: self._read_file(path, key) for role, (path, key) in files.items() if path}
 
-    def _load_hub(self, splits: dict[str, str | None]) -> dict[str, list[str]]:
+    def _load_hub(self, splits: dict[str, str | None]) -> dict[str, Any]:
         hp = self.hparams
-        return mlm_sources.read_hub(hp.name, hp.config_name, hp.data_dir, splits, hp.text_column)
+        return corpus.read_hub(hp.name, hp.config_name, hp.data_dir, splits, hp.text_column)
 
-    def _test_file(self) -> list[str]:
-        return mlm_sources.read_text_file(self.test_path, "data.test_path", self.hparams.text_column)
+    def _test_file(self) -> Any:
+        return self._read_file(self.test_path, "data.test_path")
 
-    def _prepare(self, raw: dict[str, list[str]]) -> dict[str, list[str]]:
+    def _prepare(self, raw: dict[str, Any]) -> dict[str, Any]:
         """The splits' texts, none empty, validation and test cut from training (seeded) where missing."""
         hp = self.hparams
         for role, texts in raw.items():
-            if not texts:
+            if len(texts) == 0:
                 raise UserError(f"the {role} split holds no text (data.source={hp.source}): give a non-empty one")
         if "train" not in raw:
             return raw
-        return carve_missing_splits(raw, hp.val_fraction, hp.test_fraction, hp.seed)
+        return carve_missing_splits(raw, hp.val_fraction, hp.test_fraction, hp.seed, take=select_rows)
 
-    def _training_texts(self) -> list[str]:
+    def _training_texts(self) -> Any:
         return self.texts["train"]
 
     def _set_tokenizer(self, tokenizer: Any, files: dict[str, str] | None = None) -> None:
@@ -161,41 +207,39 @@ class MaskedLMDataModule(HFTextDataModule):
 
     def _encode(self, role: str) -> Any:
         """The split's tokens; validation and test masked once."""
-        tokens = self._tokenize(role)
+        tokens, cache_file = self._tokenize(role)
         if role == "train":
             return tokens
-        masked = self._mask_once(tokens)
+        masked = self._mask_once(
+            tokens, role, cache_file.with_name(f"{cache_file.stem}-masked-{self.hparams.seed}.arrow")
+        )
         if role == "test" and self.test_path:
             log.info("test split: %d texts from %s", len(self.texts["test"]), self.test_path)
         return masked
 
-    def _tokenize(self, role: str) -> Any:
-        import datasets
-
+    def _tokenize(self, role: str) -> tuple[Any, Path]:
         hp = self.hparams
-        key = fingerprint(
-            texts_fingerprint(self.texts[role]), tokenizer_fingerprint(self.tokenizer), hp.max_length, hp.line_by_line
-        )
+        tokenizer, texts, offsets = self.tokenizer, self.texts[role], hp.whole_word_mask
+        # one process per MAP_BATCH rows at most: starting a process costs more than a few batches
+        num_proc = max(1, min(self.num_proc, len(texts) // MAP_BATCH))
+        # blocks are cut in each MAP_BATCH rows of a process' share: where they end depends on num_proc
+        blocking = "lines" if hp.line_by_line else f"blocks/{num_proc}"
+        key = fingerprint(column_fingerprint(texts), tokenizer_fingerprint(tokenizer), hp.max_length, blocking, offsets)
         cache_file = Path(hp.data_dir) / self.cache / "tokens" / f"{role}-{key}.arrow"
-        if cache_file.is_file():
-            dataset = datasets.Dataset.from_file(str(cache_file))
-        else:
-            cache_file.parent.mkdir(parents=True, exist_ok=True)
-            dataset = datasets.Dataset.from_dict({"text": self.texts[role]}).map(
-                lambda batch: encode(self.tokenizer, batch["text"], hp.max_length, hp.line_by_line),
-                batched=True,
-                remove_columns=["text"],
-                cache_file_name=str(cache_file),
-                desc="tokenising",
-            )
-        log.info(
-            "%s split: %d %s, tokens cached in %s",
-            role,
-            len(dataset),
-            "lines" if hp.line_by_line else "blocks",
+        dataset, cached = cached_map(
+            texts,
+            lambda batch: encode(tokenizer, batch["text"], hp.max_length, hp.line_by_line, offsets),
             cache_file,
+            num_proc=num_proc,
+            batch_size=MAP_BATCH,
+            remove_columns=texts.column_names,
+            features=token_features(offsets),
+            desc=f"tokenising {role}",
         )
-        return dataset
+        what = "lines" if hp.line_by_line else "blocks"
+        done = "cached in" if cached else f"tokenised ({num_proc} process{'es' * (num_proc > 1)}) into"
+        log.info("%s split: %d texts, %d %s, tokens %s %s", role, len(texts), len(dataset), what, done, cache_file)
+        return dataset, cache_file
 
     def _masker(self, seed: int | None) -> PadOffsets:
         hp = self.hparams
@@ -206,19 +250,32 @@ class MaskedLMDataModule(HFTextDataModule):
         )
         return PadOffsets(collator)
 
-    def _mask_once(self, dataset: Any) -> Any:
-        """The split masked one example at a time by a collator seeded with `seed`: the same masks
-        in every validation pass, and independent of the batch size."""
-        import datasets
+    def _mask_once(self, dataset: Any, role: str, cache_file: Path) -> Any:
+        """The split masked once, MAP_BATCH rows at a time by a collator seeded with `seed` and the
+        first row's index, cached beside the tokens: the same masks in every validation pass and
+        every run, independent of data.batch_size and data.num_proc."""
+        seed = self.hparams.seed
 
-        collator = self._masker(self.hparams.seed)
-        masked: dict[str, list] = {"input_ids": [], "labels": []}
-        for example in dataset:
-            batch = collator([example])
-            masked["input_ids"].append(batch["input_ids"][0].tolist())
-            masked["labels"].append(batch["labels"][0].tolist())
-        masked["attention_mask"] = [[1] * len(ids) for ids in masked["input_ids"]]
-        return datasets.Dataset.from_dict(masked)
+        def mask(batch: dict[str, list], indices: list[int]) -> dict[str, list]:
+            rows = [dict(zip(batch, values, strict=True)) for values in zip(*batch.values(), strict=True)]
+            masked = self._masker(seed + indices[0])(rows)
+            lengths = [len(ids) for ids in batch["input_ids"]]
+            return {
+                "input_ids": [ids[:n].tolist() for ids, n in zip(masked["input_ids"], lengths, strict=True)],
+                "labels": [labels[:n].tolist() for labels, n in zip(masked["labels"], lengths, strict=True)],
+                "attention_mask": [[1] * n for n in lengths],
+            }
+
+        masked, _ = cached_map(
+            dataset,
+            mask,
+            cache_file,
+            batch_size=MAP_BATCH,
+            with_indices=True,
+            remove_columns=dataset.column_names,
+            desc=f"masking {role}",
+        )
+        return masked
 
     def _train_collator(self) -> PadOffsets:
         # training masks with the global torch generator, which Lightning seeds (workers too)

@@ -46,6 +46,16 @@ def texts_fingerprint(*columns: Sequence[str | None]) -> str:
     return digest.hexdigest()[:20]
 
 
+def column_fingerprint(dataset: datasets.Dataset, column: str = "text") -> str:
+    """`texts_fingerprint` of a memory-mapped column, read in batches: the same key as its texts in a list."""
+    digest = hashlib.sha256()
+    for batch in dataset.select_columns([column]).iter(batch_size=10_000):
+        for value in batch[column]:
+            digest.update(b"\x00" if value is None else str(value).encode())
+            digest.update(b"\x1f")
+    return digest.hexdigest()[:20]
+
+
 def tokenizer_fingerprint(tokenizer: PreTrainedTokenizerBase) -> str:
     """The tokenizer's vocabulary and rules, without the truncation/padding state a call leaves behind."""
     state = json.loads(tokenizer.backend_tokenizer.to_str())
@@ -96,14 +106,19 @@ def load_tokenizer(name_or_dir: str, key: str) -> PreTrainedTokenizerFast:
 
 
 def trained_tokenizer(
-    texts: Sequence[str], vocab_size: int, lowercase: bool, model_max_length: int, cache_dir: Path
+    texts: Sequence[str] | datasets.Dataset, vocab_size: int, lowercase: bool, model_max_length: int, cache_dir: Path
 ) -> PreTrainedTokenizerFast:
-    """`train_wordpiece` on `texts`, kept under `cache_dir` so the same text and settings train once."""
-    target = cache_dir / "tokenizers" / fingerprint(texts_fingerprint(texts), vocab_size, lowercase, model_max_length)
+    """`train_wordpiece` on `texts` (a list, or a corpus' `text` column read as an iterator of
+    batches), kept under `cache_dir` so the same text and settings train once."""
+    arrow = isinstance(texts, datasets.Dataset)
+    key = column_fingerprint(texts) if arrow else texts_fingerprint(texts)
+    target = cache_dir / "tokenizers" / fingerprint(key, vocab_size, lowercase, model_max_length)
     if target.is_dir():
         log.info("WordPiece tokenizer from cache %s", target)
         return load_tokenizer(str(target), "cached tokenizer")
-    tokenizer = train_wordpiece(texts, vocab_size, lowercase, model_max_length)
+    from litforge.data.text.corpus import text_batches
+
+    tokenizer = train_wordpiece(text_batches(texts) if arrow else texts, vocab_size, lowercase, model_max_length)
     if not save_tokenizer(tokenizer, target, replace_other=False):
         # another run trained on the same texts meanwhile (parallel sweep jobs): its tokenizer is the
         # cache's, since trainings of equal inputs may still break ties between tokens differently
@@ -188,7 +203,24 @@ def tokenize(
     return tokenized, False
 
 
-def run_tokenizer(hp: Any, train_texts: Callable[[], list[str]], cache: str) -> PreTrainedTokenizerFast:
+def cached_map(
+    dataset: datasets.Dataset, function: Callable, cache_file: Path, num_proc: int = 1, **options: Any
+) -> tuple[datasets.Dataset, bool]:
+    """`dataset.map(function, batched=True)` written to `cache_file` (with `num_proc` > 1, one file
+    per process beside it) and memory-mapped from there; returns it and whether it was cached."""
+    shards = f"{cache_file.stem}_*_of_{num_proc:05d}{cache_file.suffix}"
+    # datasets reads a whole-file cache whatever num_proc is, shards only for the same num_proc
+    cached = cache_file.is_file() or (num_proc > 1 and len(list(cache_file.parent.glob(shards))) == num_proc)
+    cache_file.parent.mkdir(parents=True, exist_ok=True)
+    mapped = dataset.map(
+        function, batched=True, cache_file_name=str(cache_file), num_proc=num_proc if num_proc > 1 else None, **options
+    )
+    return mapped, cached
+
+
+def run_tokenizer(
+    hp: Any, train_texts: Callable[[], Sequence[str] | datasets.Dataset], cache: str
+) -> PreTrainedTokenizerFast:
     """The tokenizer of a run: a named one (`data.tokenizer`), else one trained on the training
     texts, saved to `hp.tokenizer_dir` for the user (checkpoints carry their own copy, see
     `tokenizer_files`). `hp`: the data module's hyperparameters (tokenizer, tokenizer_dir,

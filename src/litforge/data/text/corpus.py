@@ -1,0 +1,141 @@
+"""Corpora as memory-mapped Arrow tables of one `text` column: read from the user's files in
+batches, never as one Python list, cached on disk by the file's content, so a corpus larger than
+memory is read, hashed, split and tokenised in pieces. Every rank and every run reuses the cache."""
+
+import hashlib
+import logging
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import datasets
+
+from litforge.data.text.sources import FILE_FORMATS, hub_splits
+from litforge.utils.errors import UserError
+
+log = logging.getLogger(__name__)
+
+TEXT = "text"
+TEXT_FORMATS = {".txt", *FILE_FORMATS}
+# rows per batch read, written and hashed: a few MB of text at a time
+BATCH = 10_000
+# datasets' builder of each file format
+BUILDERS = {".csv": "csv", ".tsv": "csv", ".jsonl": "json", ".json": "json", ".parquet": "parquet"}
+
+
+def file_digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()[:20]
+
+
+def text_batches(dataset: datasets.Dataset, batch_size: int = BATCH) -> Iterator[list[str]]:
+    """The `text` column in lists of `batch_size` texts."""
+    for batch in dataset.select_columns([TEXT]).iter(batch_size=batch_size):
+        yield batch[TEXT]
+
+
+def _non_blank(texts: list[Any]) -> list[bool]:
+    return [isinstance(t, str) and bool(t.strip()) for t in texts]
+
+
+def _write_lines(file: Path, target: Path) -> None:
+    """The file's non-blank lines as an Arrow file, written beside `target` and renamed at the end."""
+    tmp = target.with_name(f".{target.name}-{uuid.uuid4().hex[:12]}")
+    features = datasets.Features({TEXT: datasets.Value("string")})
+    try:
+        with datasets.arrow_writer.ArrowWriter(features=features, path=str(tmp)) as writer:
+            with open(file, encoding="utf-8") as lines:
+                batch: list[str] = []
+                for line in lines:
+                    if line.strip():
+                        batch.append(line.rstrip("\r\n"))
+                    if len(batch) == BATCH:
+                        writer.write_batch({TEXT: batch})
+                        batch = []
+                if batch:
+                    writer.write_batch({TEXT: batch})
+            writer.finalize()
+        os.replace(tmp, target)
+    except UnicodeDecodeError as err:
+        raise UserError(f"{file}: not a UTF-8 text file ({err.reason} at byte {err.start}); save it as UTF-8.") from err
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _read_table(file: Path, key: str, text_column: str, cache_dir: Path) -> datasets.Dataset:
+    """A csv/tsv/jsonl/json/parquet file's `text_column`, read by datasets in chunks."""
+    suffix = file.suffix.lower()
+    options = {"sep": "\t"} if suffix == ".tsv" else {}
+    try:
+        table = datasets.load_dataset(
+            BUILDERS[suffix], data_files=str(file), split="train", cache_dir=str(cache_dir / "tables"), **options
+        )
+    except (ValueError, OSError, datasets.exceptions.DatasetGenerationError) as err:
+        cause = err.__cause__ or err
+        raise UserError(
+            f"{key}={file}: not a readable {BUILDERS[suffix]} file ({str(cause).splitlines()[0][:160]})."
+        ) from err
+    if text_column not in table.column_names:
+        raise UserError(
+            f"data.text_column={text_column}: {file} has no such column; its columns are {table.column_names}."
+        )
+    return table.select_columns([text_column]).rename_columns({text_column: TEXT} if text_column != TEXT else {})
+
+
+def read_corpus(path: str, key: str, text_column: str, cache_dir: Path) -> datasets.Dataset:
+    """The non-blank texts of a .txt file (one a line) or of a table file's `text_column`,
+    memory-mapped from `cache_dir`; `key` is the config key the path came from."""
+    file = Path(path).expanduser()
+    suffix = file.suffix.lower()
+    if suffix not in TEXT_FORMATS:
+        raise UserError(f"{key}={path}: unknown file type {file.suffix!r}; give one of {sorted(TEXT_FORMATS)}.")
+    if not file.is_file():
+        raise UserError(f"{key}={path}: no such file.")
+    target = cache_dir / "corpora" / f"{file_digest(file)}-{suffix[1:]}-{text_column}.arrow"
+    if not target.is_file():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if suffix == ".txt":
+            _write_lines(file, target)
+        else:
+            _read_table(file, key, text_column, cache_dir).map(
+                lambda batch: {TEXT: [t for t, keep in zip(batch[TEXT], _non_blank(batch[TEXT]), strict=True) if keep]},
+                batched=True,
+                batch_size=BATCH,
+                remove_columns=[TEXT],
+                features=datasets.Features({TEXT: datasets.Value("string")}),
+                cache_file_name=str(target),
+                desc="reading texts",
+            )
+        log.info("%s: texts cached in %s", file, target)
+    return datasets.Dataset.from_file(str(target))
+
+
+def non_blank(dataset: datasets.Dataset) -> datasets.Dataset:
+    """The rows whose text is a non-blank string (corpora are full of blank lines and gaps)."""
+    return dataset.filter(lambda batch: _non_blank(batch[TEXT]), batched=True, batch_size=BATCH, desc="blank lines")
+
+
+def from_texts(texts: list[str]) -> datasets.Dataset:
+    """Texts already in memory (the generated corpus)."""
+    return datasets.Dataset.from_dict({TEXT: texts})
+
+
+def read_hub(
+    name: str, config_name: str | None, cache_dir: str, splits: dict[str, str | None], text_column: str
+) -> dict[str, datasets.Dataset]:
+    """The named splits of a hub data set, as its own memory-mapped Arrow files."""
+    raw = {}
+    for role, split, dataset in hub_splits(name, config_name, cache_dir, splits):
+        if text_column not in dataset.column_names:
+            raise UserError(
+                f"data.text_column={text_column}: {name} [{split}] has no such column; "
+                f"its columns are {dataset.column_names}."
+            )
+        column = dataset.select_columns([text_column])
+        raw[role] = non_blank(column.rename_columns({text_column: TEXT} if text_column != TEXT else {}))
+    return raw
