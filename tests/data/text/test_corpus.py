@@ -12,6 +12,7 @@ import pytest
 from litforge.data.text.corpus import read_corpus
 from litforge.data.text.masked_lm import MaskedLMDataModule
 from litforge.utils.errors import UserError
+from tests.helpers import TINY_BACKBONE, run_cli
 
 
 def test_text_csv_and_jsonl_files_keep_their_non_blank_texts(tmp_path: Path) -> None:
@@ -154,3 +155,37 @@ def test_processes_preparing_at_once_tokenise_once_and_agree(tmp_path: Path) -> 
     assert log.count("tokens cached in") == 4, log
     assert "waiting for it, then reading its cache" in log
     assert len({line for line in log.splitlines() if line.startswith("train blocks")}) == 1
+
+
+@pytest.mark.slow
+def test_ddp_ranks_tokenise_a_users_corpus_once(tmp_path: Path) -> None:
+    """`trainer=ddp_sim` on a .txt corpus: rank 0 trains the tokenizer and tokenises, rank 1 reads
+    the cache, and both train on the same blocks."""
+    corpus = tmp_path / "corpus.txt"
+    write_corpus(corpus, 1)
+    overrides = [
+        "data=mlm_text_file",
+        "model=masked_lm",
+        f"data.train_file={corpus}",
+        f"paths.data_dir={tmp_path / 'data'}",
+        "data.vocab_size=150",
+        "data.max_length=24",
+        "data.batch_size=64",
+        *TINY_BACKBONE,
+        "trainer=ddp_sim",
+        "trainer.max_epochs=1",
+        "trainer.limit_train_batches=4",
+        "trainer.limit_val_batches=2",
+        "trainer.limit_test_batches=2",
+        "~callbacks.rich_progress_bar",
+    ]
+    proc = run_cli("litforge.train", overrides, tmp_path / "logs", timeout=300)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-3000:]
+    assert out.count("trained a WordPiece tokenizer") == 1, out[-3000:]
+    tokenised = [line for line in out.splitlines() if "tokens tokenised" in line]
+    assert sorted(line.split(" split:")[0].split()[-1] for line in tokenised) == ["test", "train", "validation"]
+    train_lines = {line.split("split: ")[1].split(", tokens")[0] for line in out.splitlines() if "train split:" in line}
+    assert len(train_lines) == 1 and out.count("train split:") == 2, "both ranks read the same train blocks"
+    (run,) = (tmp_path / "logs").glob("train/runs/*")
+    assert "test/loss" in json.loads((run / "metrics.json").read_text())
