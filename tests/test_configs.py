@@ -1,5 +1,6 @@
 """Every option of every config group composes, and what it describes can be built."""
 
+import importlib.util
 from pathlib import Path
 
 import hydra
@@ -10,6 +11,7 @@ from omegaconf import DictConfig, OmegaConf
 from litforge.assembly import instantiate_callbacks, instantiate_loggers, instantiate_task, trainer_settings
 from litforge.tasks.optim import configure_optimization
 from litforge.utils.config import CONFIG_DIR
+from litforge.utils.parallel import build_strategy
 from tests.helpers import compose_config
 
 
@@ -129,8 +131,11 @@ def test_trainer_option_composes(name: str, tmp_path: Path) -> None:
     wanted = cfg.trainer.get("devices")
     if cfg.trainer.accelerator == "gpu" and isinstance(wanted, int) and torch.cuda.device_count() < wanted:
         pytest.skip(f"trainer={name} needs {cfg.trainer.devices} GPUs")
+    if name == "deepspeed" and importlib.util.find_spec("deepspeed") is None:
+        pytest.skip("trainer=deepspeed needs the deepspeed package")
     settings = trainer_settings(cfg.trainer)
     settings.pop("_target_")
+    settings["strategy"] = build_strategy(settings["strategy"])
     from lightning.pytorch import Trainer
 
     Trainer(**{**settings, "logger": False, "enable_checkpointing": False})

@@ -29,7 +29,7 @@ TEMPLATE_CHOICES = {
     "gradient_clip_algorithm",
     "deterministic",
 }
-PRESETS = ["default", "cpu", "gpu", "mps", "ddp", "ddp_sim"]
+PRESETS = ["default", "cpu", "gpu", "mps", "ddp", "ddp_sim", "fsdp", "deepspeed"]
 
 
 def trainer_parameters() -> dict[str, inspect.Parameter]:
@@ -50,7 +50,11 @@ def yaml_kinds(annotation: typing.Any) -> set[str]:
         return {"list"}
     if origin is dict:
         return {"mapping"}
+    from lightning.pytorch.strategies import Strategy
+
     simple = {bool: "bool", int: "number", float: "number", str: "string", Path: "string"}
+    # a Strategy is built from a mapping with a `_target_` (trainer=fsdp, trainer=deepspeed)
+    simple[Strategy] = "mapping"
     # None (always accepted), objects (an Accelerator, a timedelta) that no config value is
     return {simple[annotation]} if annotation in simple else set()
 

@@ -37,12 +37,15 @@ FIRST_FIELDS = ("data", "model", "callbacks", "logger", "trainer", "paths", "ext
 def trainer_settings(cfg: DictConfig) -> dict[str, Any]:
     """The trainer config as keyword arguments, checked against the machine.
 
-    A missing accelerator fails here, before any data is read; 16-bit mixed precision on a
-    CPU becomes bf16-mixed, the mixed precision CPUs run.
+    A missing accelerator, or FSDP/DeepSpeed where they cannot run, fails here, before any data is
+    read; 16-bit mixed precision on a CPU becomes bf16-mixed, the mixed precision CPUs run.
     """
     import torch
 
+    from litforge.utils.parallel import check_sharded_strategy
+
     settings = OmegaConf.to_container(cfg, resolve=True)
+    check_sharded_strategy(settings)
     accelerator = str(settings.get("accelerator", "auto"))
     cuda, mps = torch.cuda.is_available(), torch.backends.mps.is_available()
     if (accelerator in ("gpu", "cuda") and not cuda) or (accelerator == "mps" and not mps):
@@ -157,23 +160,28 @@ def datamodule_from_checkpoint(
 
 
 def instantiate_task(model_cfg: dict[str, Any] | DictConfig, data_kwargs: dict[str, Any]) -> Any:
-    """The task module from its plain-value config plus what the data module hands over."""
+    """The task module from its plain-value config plus what the data module hands over, with the
+    training options of the config (compile, gradient checkpointing: tasks/training_options.py) applied."""
+    from litforge.tasks.training_options import apply_options, split_options
+
     if isinstance(model_cfg, DictConfig):
         model_cfg = OmegaConf.to_container(model_cfg, resolve=True)
-    kwargs = dict(model_cfg)
+    kwargs, options = split_options(model_cfg)
     target = kwargs.pop("_target_")
     try:
         cls = get_class(target)
     except Exception as err:
         raise UserError(f"model._target_={target}: no such class ({err})") from err
     try:
-        return cls(**kwargs, **data_kwargs)
+        task = cls(**kwargs, **data_kwargs)
     except (InstantiationException, TypeError, ValueError) as err:
         # a net the task builds from `model.net` fails inside Hydra's instantiate: report its own error
         cause = err.__cause__ if isinstance(err, InstantiationException) and err.__cause__ else err
         if isinstance(cause, UserError):
             raise cause from err
         raise UserError(f"model ({target}): {cause}") from err
+    apply_options(task, options)
+    return task
 
 
 def build_task(checkpoint: dict[str, Any]) -> Any:
@@ -237,9 +245,11 @@ def instantiate_trainer(cfg: DictConfig, callbacks: list[Any], loggers: list[Any
     from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
     from litforge.utils.checkpoint_io import AtomicCheckpointIO
+    from litforge.utils.parallel import build_strategy
 
     settings = trainer_settings(cfg)
     settings.pop("_target_", None)
+    settings["strategy"] = build_strategy(settings.get("strategy", "auto"))
     # every strategy (DDP included) writes checkpoints through this one: whole files after any kill
     plugins = [*(settings.pop("plugins", None) or []), AtomicCheckpointIO()]
     try:

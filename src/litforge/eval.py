@@ -106,6 +106,9 @@ def run(cfg: DictConfig) -> None:
         from litforge.utils.local_config import warn_unplaced_local
 
         warn_unplaced_local(cfg)
+        from litforge.utils.parallel import refuse_deepspeed_folder
+
+        refuse_deepspeed_folder(cfg.get("ckpt_path"))
         path = require_file(cfg.get("ckpt_path"), "checkpoint file", "ckpt_path")
         from litforge.utils.checks import check_values
 

@@ -134,6 +134,9 @@ def main() -> None:
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="predict")
 def run(cfg: DictConfig) -> None:
     with report_user_errors(cfg.paths.output_dir):
+        from litforge.utils.parallel import refuse_deepspeed_folder
+
+        refuse_deepspeed_folder(cfg.get("ckpt_path"))
         path = require_file(cfg.get("ckpt_path"), "checkpoint file", "ckpt_path")
         if OmegaConf.is_missing(cfg, "input") or cfg.input in (None, ""):
             raise UserError(

@@ -36,6 +36,9 @@ def validate(cfg: DictConfig) -> None:
     from litforge.utils.checks import check_values
 
     check_values(cfg)
+    from litforge.tasks.training_options import check_options
+
+    check_options(cfg)
     if cfg.get("ckpt_path"):
         from litforge.utils.checkpoint import check_checkpoint_task
 
@@ -71,6 +74,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
             log.info("ckpt_path=%s holds only weights: a new fit starts from them (fine-tuning)", ckpt_path)
             ckpt_path = None
     if cfg.get("train"):
+        from litforge.utils.parallel import log_effective_batch_size
+
+        log_effective_batch_size(trainer, cfg.data.get("batch_size"))
         trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
         if not epochs.validated:
             log.warning(

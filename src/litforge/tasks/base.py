@@ -1,11 +1,13 @@
 """What every task module shares: optimiser/scheduler wiring, its monitored metric, the training loss,
-the val/test metrics and their logging, and `predict_top_k`."""
+the val/test metrics and their logging, `predict_top_k`, and gradient clipping that works under FSDP."""
 
 from typing import Any
 
 import lightning.pytorch as L
+from lightning.pytorch.strategies import FSDPStrategy
 from matplotlib.figure import Figure
 from torch import Tensor
+from torch.optim import Optimizer
 from torchmetrics import MetricCollection
 
 from litforge.tasks.metrics import EpochPredictions
@@ -97,6 +99,17 @@ class TaskModule(L.LightningModule):
             monitor=self.hparams.monitor,
             param_groups=self.parameter_groups(),
         )
+
+    def configure_gradient_clipping(
+        self, optimizer: Optimizer, gradient_clip_val: float | None = None, gradient_clip_algorithm: str | None = None
+    ) -> None:
+        """As Lightning's, but under FSDP the norm is clipped by FSDP's own `clip_grad_norm_`, which
+        takes the norm over every rank's shard (Lightning's FSDP precision refuses to clip by norm)."""
+        strategy = self.trainer.strategy
+        if gradient_clip_val and gradient_clip_algorithm != "value" and isinstance(strategy, FSDPStrategy):
+            strategy.model.clip_grad_norm_(gradient_clip_val)
+            return
+        self.clip_gradients(optimizer, gradient_clip_val, gradient_clip_algorithm)
 
     def parameter_groups(self) -> list[dict[str, Any]] | None:
         """Parameter groups for the optimiser; None: decay weight matrices, not biases or norms."""

@@ -86,7 +86,7 @@ ACCEPTED_KINDS: dict[str, dict[str, str]] = {
     "lightning.pytorch.Trainer": {
         "default_root_dir": "string",
         "accelerator": "string",
-        "strategy": "string",
+        "strategy": "mapping string",
         "devices": "list number string",
         "num_nodes": "number",
         "precision": "number string",
