@@ -54,7 +54,3 @@ def carve_missing_splits(
             splits[role] = take(train, index.numpy())
     return splits
 
-
-def select_rows(dataset: Any, index: Any) -> Any:
-    """`carve_missing_splits`' `take` for a datasets.Dataset: an index onto the same Arrow table."""
-    return dataset.select(index)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from litforge.data.text.corpus import read_corpus
+from litforge.data.text.corpus import read_corpus, select_rows
 from litforge.data.text.masked_lm import MaskedLMDataModule
 from litforge.utils.errors import UserError
 from tests.helpers import TINY_BACKBONE, run_cli
@@ -189,3 +189,17 @@ def test_ddp_ranks_tokenise_a_users_corpus_once(tmp_path: Path) -> None:
     assert len(train_lines) == 1 and out.count("train split:") == 2, "both ranks read the same train blocks"
     (run,) = (tmp_path / "logs").glob("train/runs/*")
     assert "test/loss" in json.loads((run / "metrics.json").read_text())
+
+
+def test_split_rows_are_an_index_file_onto_the_corpus(tmp_path: Path) -> None:
+    import numpy as np
+
+    txt = tmp_path / "corpus.txt"
+    txt.write_text("".join(f"text {i}\n" for i in range(50)))
+    table = read_corpus(str(txt), "data.train_file", "text", tmp_path / "cache")
+    index = np.array([7, 3, 41, 0, 12])
+    rows = select_rows(table, index)
+    assert rows["text"] == ["text 7", "text 3", "text 41", "text 0", "text 12"] == table.select(index)["text"]
+    (index_file,) = (tmp_path / "cache" / "corpora").glob("*-rows-*.arrow")
+    assert select_rows(table, index)["text"] == rows["text"] and index_file.is_file()
+    assert len(select_rows(table, np.array([1, 2]))) == 2

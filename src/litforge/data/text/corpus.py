@@ -115,6 +115,29 @@ def read_corpus(path: str, key: str, text_column: str, cache_dir: Path) -> datas
     return datasets.Dataset.from_file(str(target))
 
 
+def select_rows(dataset: datasets.Dataset, index: Any) -> datasets.Dataset:
+    """The rows `index` (a numpy array) names, as an index file onto the same memory-mapped table
+    (`carve_missing_splits`' `take`). datasets' own `select` makes a Python list of the index and
+    keeps it in memory: tens of bytes a row, gigabytes for a corpus of millions of lines."""
+    import numpy as np
+    import pyarrow as pa
+    from datasets.table import MemoryMappedTable
+
+    if not dataset.cache_files or dataset._indices is not None:
+        return dataset.select(index)
+    source = Path(dataset.cache_files[0]["filename"])
+    digest = hashlib.sha256(source.name.encode() + np.ascontiguousarray(index, dtype=np.uint64).tobytes())
+    target = source.with_name(f"{source.stem}-rows-{digest.hexdigest()[:20]}.arrow")
+    if not target.is_file():
+        table = pa.table({"indices": pa.array(np.asarray(index, dtype=np.uint64))})
+        tmp = target.with_name(f".{target.name}-{uuid.uuid4().hex[:12]}")
+        with pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_stream(sink, table.schema) as writer:
+            writer.write_table(table, max_chunksize=BATCH * 10)
+        os.replace(tmp, target)
+    indices = MemoryMappedTable.from_file(str(target))
+    return datasets.Dataset(dataset.data, info=dataset.info, indices_table=indices, fingerprint=digest.hexdigest()[:32])
+
+
 def non_blank(dataset: datasets.Dataset) -> datasets.Dataset:
     """The rows whose text is a non-blank string (corpora are full of blank lines and gaps)."""
     return dataset.filter(lambda batch: _non_blank(batch[TEXT]), batched=True, batch_size=BATCH, desc="blank lines")

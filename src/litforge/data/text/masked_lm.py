@@ -8,7 +8,7 @@ from typing import Any
 
 from transformers import DataCollatorForLanguageModeling, DataCollatorForTokenClassification, DataCollatorWithPadding
 
-from litforge.data.splits import carve_missing_splits, select_rows
+from litforge.data.splits import carve_missing_splits
 from litforge.data.text import corpus
 from litforge.data.text import masked_lm_sources as mlm_sources
 from litforge.data.text.base import HFTextDataModule
@@ -163,7 +163,7 @@ class MaskedLMDataModule(HFTextDataModule):
                 raise UserError(f"the {role} split holds no text (data.source={hp.source}): give a non-empty one")
         if "train" not in raw:
             return raw
-        return carve_missing_splits(raw, hp.val_fraction, hp.test_fraction, hp.seed, take=select_rows)
+        return carve_missing_splits(raw, hp.val_fraction, hp.test_fraction, hp.seed, take=corpus.select_rows)
 
     def _training_texts(self) -> Any:
         return self.texts["train"]
