@@ -31,6 +31,7 @@ bench: $(STAMP)
 	$(PY) -m tests.benchmarks.bench_startup
 	$(PY) -m tests.benchmarks.bench_text
 	$(PY) -m tests.benchmarks.bench_encoders
+	$(PY) -m tests.benchmarks.bench_mlm_data
 	$(PY) -m tests.benchmarks.bench_sweep
 	$(PY) -m tests.benchmarks.bench_pruning
 	$(PY) -m tests.benchmarks.bench_serve

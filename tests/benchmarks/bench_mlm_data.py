@@ -76,7 +76,7 @@ def write_corpus(path: Path, megabytes: float, seed: int = 0) -> None:
     target, written = int(megabytes * 1e6), 0
     with open(path, "w", encoding="utf-8") as f:
         while written < target:
-            lines = [" ".join(rng.choices(sentences, k=rng.randint(1, 6))) + "\n" for _ in range(10_000)]
+            lines = [" ".join(rng.choices(sentences, k=rng.randint(1, 6))) + "\n" for _ in range(1_000)]
             chunk = "".join(lines)
             f.write(chunk)
             written += len(chunk.encode())
@@ -124,9 +124,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", type=float, nargs="+", default=[10, 200], help="corpus sizes in MB")
     parser.add_argument("--num-proc", type=int, default=1, help="data.num_proc of both sides")
-    parser.add_argument("--quick", action="store_true", help="1 and 4 MB (CI: the code runs)")
+    parser.add_argument("--quick", action="store_true", help="0.2 and 0.5 MB (CI: the code runs)")
     args = parser.parse_args(argv)
-    sizes = [1, 4] if args.quick else args.sizes
+    sizes = [0.2, 0.5] if args.quick else args.sizes
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for size in sizes:

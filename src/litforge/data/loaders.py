@@ -9,6 +9,8 @@ import lightning.pytorch as L
 import torch
 from torch.utils.data import BatchSampler, DataLoader, Dataset, Sampler, SequentialSampler
 
+from litforge.utils.errors import UserError
+
 
 class EpochShuffle(Sampler[int]):
     """A shuffle that depends on (seed, epoch) only: Lightning calls `set_epoch`, so a run
@@ -100,6 +102,69 @@ def resumable_loader(
     return ResumableLoader(dataset, batch_sampler=SkippingBatches(order, batch_size, drop_last=False), **kwargs)
 
 
+# the keys of a streamed batch that say which worker made it and how many examples its shard has produced
+WORKER, PRODUCED = "stream_worker", "stream_produced"
+
+
+class StreamLoader(DataLoader):
+    """A training DataLoader over an endless stream (litforge.data.text.mlm_stream.MaskedLMStream)
+    with the `state_dict`/`load_state_dict` Lightning checkpoints: how many examples each loader
+    worker's shard had produced for the batches trained on. A resumed stream skips those.
+
+    Lightning fetches a batch ahead, so a batch counts once its training step is done (`batch_done`,
+    which LoaderPosition calls), not when the loader hands it out. Lightning fetches an endless
+    loader's first batch as soon as it builds it, before callbacks see the checkpoint, so the data
+    module keeps the position in its own state and loads it into the loader it builds. Every rank
+    takes one batch a step and a rank's workers hand out batches in turn, so the counts are the same
+    on every rank: the checkpoint (rank 0's) holds every rank's position.
+    """
+
+    _produced: tuple[int, ...] = ()
+    _pending: tuple[tuple[int, ...], ...] = ()
+    _resume_at: tuple[int, ...] | None = None
+
+    def _workers(self) -> int:
+        return max(1, self.num_workers)
+
+    def state_dict(self) -> dict[str, Any]:
+        produced = list(self._produced) or [0] * self._workers()
+        return {"world_size": self.dataset.world_size, "workers": self._workers(), "produced": produced}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if "produced" not in state:
+            return
+        layout, now = (state["world_size"], state["workers"]), (self.dataset.world_size, self._workers())
+        if layout != now:
+            raise UserError(
+                f"this checkpoint streamed its training text in {layout[0]} rank(s) x {layout[1]} shard(s) per rank "
+                f"(devices x data.num_workers, at least 1), this run in {now[0]} x {now[1]}: resume with the "
+                "checkpoint's trainer.devices and data.num_workers, so each shard goes on where it stopped."
+            )
+        self._resume_at = tuple(state["produced"])
+
+    def batch_done(self) -> None:
+        """The oldest batch handed out has been trained on."""
+        if self._pending:
+            self._produced, *rest = self._pending
+            self._pending = tuple(rest)
+
+    def __iter__(self) -> Iterator[Any]:
+        return self._batches()
+
+    def _batches(self) -> Iterator[Any]:
+        # a batch fetched ahead by an earlier iterator but never trained on is made again
+        resume, self._resume_at = self._resume_at, None
+        if resume is not None:
+            self._produced = resume
+        self._pending = ()
+        self.dataset.start = list(self._produced)
+        produced = list(self._produced) or [0] * self._workers()
+        for batch in super().__iter__():
+            produced[batch.pop(WORKER)] = batch.pop(PRODUCED)
+            self._pending = (*self._pending, tuple(produced))
+            yield batch
+
+
 def own_generator(seed: int) -> torch.Generator:
     """A DataLoader's `generator`, for every loader of a data module. Without one, each new iterator
     of a loader draws its workers' base seed from the global RNG; a resumed run makes its iterators
@@ -115,6 +180,7 @@ class LoaderPosition(L.Callback):
     checkpoint; a task's `configure_optimizers` that asks for `trainer.estimated_stepping_batches`
     (the length of an LR schedule) makes it build the loader before, and the saved position is
     dropped (Lightning issue #20550). The loader reads it at its first batch, after `on_train_start`.
+    A StreamLoader gets its position from its data module instead, and counts a batch when its step ends.
     """
 
     def __init__(self) -> None:
@@ -126,10 +192,15 @@ class LoaderPosition(L.Callback):
 
     def state_dict(self) -> dict[str, Any]:
         loader = self._trainer.train_dataloader if self._trainer is not None else None
-        return loader.state_dict() if isinstance(loader, ResumableLoader) else {}
+        return loader.state_dict() if isinstance(loader, ResumableLoader | StreamLoader) else {}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self._saved = state or None
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any) -> None:
+        loader = trainer.train_dataloader
+        if isinstance(loader, StreamLoader):
+            loader.batch_done()
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         loader = trainer.train_dataloader

@@ -53,4 +53,3 @@ def carve_missing_splits(
             # a numpy array, not a list: 8 bytes a row where a corpus has millions
             splits[role] = take(train, index.numpy())
     return splits
-

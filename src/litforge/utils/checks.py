@@ -146,6 +146,26 @@ def check_accelerator_package(cfg: DictConfig) -> None:
         )
 
 
+def check_streaming(cfg: DictConfig) -> None:
+    """A streamed training set has no length: only trainer.max_steps ends training, and validation
+    comes every trainer.val_check_interval steps (Lightning refuses a fraction of an endless epoch)."""
+    if OmegaConf.select(cfg, "data.streaming", default=False) is not True:
+        return
+    steps = OmegaConf.select(cfg, "trainer.max_steps", default=None)
+    if steps is None or steps == -1:
+        raise UserError(
+            f"data.streaming=true with trainer.max_steps={_shown(steps)}: a stream has no length, so no epoch "
+            "ever ends and trainer.max_epochs cannot stop training. Give trainer.max_steps=<steps> (e.g. 10000), "
+            "and trainer.val_check_interval=<steps> to validate every that many steps."
+        )
+    interval = OmegaConf.select(cfg, "trainer.val_check_interval", default=None)
+    if interval is not None and not _whole(interval) and interval != 1.0:
+        raise UserError(
+            f"trainer.val_check_interval={interval}: with data.streaming=true an epoch has no length, so a fraction "
+            "of one means nothing. Give a number of training steps, e.g. trainer.val_check_interval=1000."
+        )
+
+
 def check_values(cfg: DictConfig) -> None:
     """Refuse the first value no run could use (see RULES), a monitored metric the task does not
     log, an accelerator whose package is missing, and `trusted_modules` that would trust the standard
@@ -155,5 +175,6 @@ def check_values(cfg: DictConfig) -> None:
             if not rule.accepts(value):
                 raise UserError(f"{key}={_shown(value)}: give {rule.valid}.")
     check_monitors(cfg)
+    check_streaming(cfg)
     check_accelerator_package(cfg)
     trusted_prefixes(cfg.get("trusted_modules"))

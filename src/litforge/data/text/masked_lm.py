@@ -3,15 +3,18 @@ masked anew every epoch for training and once, with a fixed seed, for validation
 
 import logging
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from transformers import DataCollatorForLanguageModeling, DataCollatorForTokenClassification, DataCollatorWithPadding
 
+from litforge.data.loaders import StreamLoader
 from litforge.data.splits import carve_missing_splits
 from litforge.data.text import corpus
 from litforge.data.text import masked_lm_sources as mlm_sources
 from litforge.data.text.base import HFTextDataModule
+from litforge.data.text.mlm_stream import MaskedLMStream, StreamCollate, load_streams
 from litforge.data.text.predict_inputs import KeepFields, read_texts, request_text
 from litforge.data.text.tokenizer import cached_map, column_fingerprint, fingerprint, tokenizer_fingerprint
 from litforge.utils.errors import UserError
@@ -83,6 +86,16 @@ class PadOffsets:
         return self.collator(padded)
 
 
+def masker(tokenizer: Any, mlm_probability: float, whole_word_mask: bool, seed: int | None) -> PadOffsets:
+    """The training collator: masks drawn with `seed`, or with the global torch RNG for None."""
+    # whole words are only ever replaced by [MASK]: the collator has no 80/10/10 for them
+    replace = {"mask_replace_prob": 1.0, "random_replace_prob": 0.0} if whole_word_mask else {}
+    collator = DataCollatorForLanguageModeling(
+        tokenizer, mlm_probability=mlm_probability, whole_word_mask=whole_word_mask, seed=seed, **replace
+    )
+    return PadOffsets(collator)
+
+
 class MaskedLMDataModule(HFTextDataModule):
     """Texts from the generated corpus, a hub data set or the user's files, and the tokenizer
     (pretrained, or WordPiece trained on the training text) handed to the model.
@@ -98,6 +111,11 @@ class MaskedLMDataModule(HFTextDataModule):
     checkpoint's tokenizer loaded, `setup("test")` reads that file alone and `setup("predict")`
     the texts with mask tokens that `predict_path` names (see predict_inputs.read_texts), one
     example each, cut at `max_length` tokens as in training: neither needs the training data.
+
+    `streaming`: the training text is read as a stream and tokenised on the fly (mlm_stream.py), for
+    `trainer.max_steps`; validation and test are `val_file`/`test_path`, the hub's `val_split`/
+    `test_split`, else the source's first `val_examples` and next `test_examples` texts, which
+    training skips.
     """
 
     hub_example = "wikitext"
@@ -116,6 +134,10 @@ class MaskedLMDataModule(HFTextDataModule):
         mlm_probability: float = 0.15,
         whole_word_mask: bool = False,
         num_proc: int | None = None,
+        streaming: bool = False,
+        shuffle_buffer: int = 10_000,
+        val_examples: int = 1000,
+        test_examples: int = 1000,
         **common: Any,
     ) -> None:
         super().__init__(vocab_size=vocab_size, lowercase=lowercase, max_length=max_length, **common)
@@ -123,6 +145,13 @@ class MaskedLMDataModule(HFTextDataModule):
             raise UserError(f"data.mlm_probability={mlm_probability}: give the fraction of tokens to mask, in (0, 1)")
         if num_proc is not None and num_proc < 1:
             raise UserError(f"data.num_proc={num_proc}: give the number of tokenising processes (1 or more), or null")
+        self._stream_loader: StreamLoader | None = None
+        self._stream_position: dict[str, Any] | None = None
+        if streaming and (shuffle_buffer < 1 or val_examples < 1 or test_examples < 1):
+            raise UserError(
+                f"data.shuffle_buffer={shuffle_buffer}, data.val_examples={val_examples}, "
+                f"data.test_examples={test_examples}: with data.streaming=true give at least 1 each"
+            )
 
     @property
     def num_proc(self) -> int:
@@ -136,6 +165,12 @@ class MaskedLMDataModule(HFTextDataModule):
 
     def _read_file(self, path: str, key: str) -> Any:
         return corpus.read_corpus(path, key, self.hparams.text_column, Path(self.hparams.data_dir) / self.cache)
+
+    def _load(self) -> dict[str, Any]:
+        if not self.hparams.streaming:
+            return super()._load()
+        cache_dir = str(Path(self.hparams.data_dir) / self.cache)
+        return load_streams(self.hparams, cache_dir, self._read_file, self.test_path, self.hub_example)
 
     def _load_generated(self) -> dict[str, Any]:
         return {"train": corpus.from_texts(mlm_sources.generate_corpus(self.hparams.num_examples, self.hparams.seed))}
@@ -158,12 +193,21 @@ class MaskedLMDataModule(HFTextDataModule):
     def _prepare(self, raw: dict[str, Any]) -> dict[str, Any]:
         """The splits' texts, none empty, validation and test cut from training (seeded) where missing."""
         hp = self.hparams
+        if hp.streaming:
+            return self._prepare_streams(raw)
         for role, texts in raw.items():
             if len(texts) == 0:
                 raise UserError(f"the {role} split holds no text (data.source={hp.source}): give a non-empty one")
         if "train" not in raw:
             return raw
         return carve_missing_splits(raw, hp.val_fraction, hp.test_fraction, hp.seed, take=corpus.select_rows)
+
+    def _prepare_streams(self, raw: dict[str, Any]) -> dict[str, Any]:
+        for role, texts in raw.items():
+            if role != "train" and len(texts) == 0:
+                source = self.hparams.source
+                raise UserError(f"the {role} split holds no text (data.source={source}): give a non-empty one")
+        return raw
 
     def _training_texts(self) -> Any:
         return self.texts["train"]
@@ -207,6 +251,8 @@ class MaskedLMDataModule(HFTextDataModule):
 
     def _encode(self, role: str) -> Any:
         """The split's tokens; validation and test masked once."""
+        if role == "train" and self.hparams.streaming:
+            return self._training_stream()
         tokens, cache_file = self._tokenize(role)
         if role == "train":
             return tokens
@@ -241,14 +287,59 @@ class MaskedLMDataModule(HFTextDataModule):
         log.info("%s split: %d texts, %d %s, tokens %s %s", role, len(texts), len(dataset), what, done, cache_file)
         return dataset, cache_file
 
+    def _training_stream(self) -> MaskedLMStream:
+        hp = self.hparams
+        tokenize = partial(
+            encode, self.tokenizer, max_length=hp.max_length, line_by_line=hp.line_by_line, offsets=hp.whole_word_mask
+        )
+        texts = self.texts["train"]
+        origin = hp.train_file or hp.name or hp.source
+        log.info("train split: streamed from %s, tokenised on the fly (%d held-out texts skipped)", origin, texts.skip)
+        return MaskedLMStream(texts, tokenize, hp.line_by_line, MAP_BATCH)
+
     def _masker(self, seed: int | None) -> PadOffsets:
         hp = self.hparams
-        # whole words are only ever replaced by [MASK]: the collator has no 80/10/10 for them
-        replace = {"mask_replace_prob": 1.0, "random_replace_prob": 0.0} if hp.whole_word_mask else {}
-        collator = DataCollatorForLanguageModeling(
-            self.tokenizer, mlm_probability=hp.mlm_probability, whole_word_mask=hp.whole_word_mask, seed=seed, **replace
-        )
-        return PadOffsets(collator)
+        return masker(self.tokenizer, hp.mlm_probability, hp.whole_word_mask, seed)
+
+    def train_dataloader(self) -> Any:
+        if not self.hparams.streaming:
+            return super().train_dataloader()
+        hp, stream = self.hparams, self.splits["train"]
+        trainer = self.trainer
+        if trainer is not None and trainer.max_steps in (-1, None):
+            raise UserError(
+                "data.streaming=true: a stream has no length, so trainer.max_steps ends training "
+                "(it is -1): give trainer.max_steps=<steps>, and trainer.val_check_interval=<steps> to validate"
+            )
+        stream.rank, stream.world_size = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
+        masks = partial(masker, self.tokenizer, hp.mlm_probability, hp.whole_word_mask)
+        collate = StreamCollate(masks, hp.seed, stream.rank)
+        # a new pool of workers for each iterator: a persistent one would keep the shards' old start
+        options = {**self._options(), "persistent_workers": False}
+        loader = StreamLoader(stream, batch_size=self.batch_size, collate_fn=collate, **options)
+        # a checkpoint's position goes to the first loader only: a rebuilt one goes on from the last
+        position, self._stream_position = self._stream_position, None
+        if position:
+            loader.load_state_dict(position)
+        elif self._stream_loader is not None:
+            loader.load_state_dict(self._stream_loader.state_dict())
+        self._stream_loader = loader
+        return loader
+
+    def state_dict(self) -> dict[str, Any]:
+        """With streaming, also the training stream's position (`StreamLoader.state_dict`): Lightning
+        restores a data module before it builds the loader, which fetches its first batch at once."""
+        state = super().state_dict()
+        if self._stream_loader is not None:
+            state["stream_position"] = self._stream_loader.state_dict()
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        self._stream_position = state.get("stream_position")
+
+    def model_kwargs(self) -> dict[str, Any]:
+        return {"tokenizer_files": self.tokenizer_files}
 
     def _mask_once(self, dataset: Any, role: str, cache_file: Path) -> Any:
         """The split masked once, MAP_BATCH rows at a time by a collator seeded with `seed` and the

@@ -8,9 +8,9 @@ import logging
 import shutil
 import tempfile
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import datasets
 from transformers import AutoTokenizer, PreTrainedTokenizerBase, PreTrainedTokenizerFast
@@ -105,26 +105,41 @@ def load_tokenizer(name_or_dir: str, key: str) -> PreTrainedTokenizerFast:
     return tokenizer
 
 
+@runtime_checkable
+class TextBatches(Protocol):
+    """Texts too many to hold or to hash (a stream): a cache key for them, and one pass over them in lists."""
+
+    def key(self) -> str: ...
+
+    def batches(self) -> Iterator[list[str]]: ...
+
+
 def trained_tokenizer(
-    texts: Sequence[str] | datasets.Dataset, vocab_size: int, lowercase: bool, model_max_length: int, cache_dir: Path
+    texts: Sequence[str] | datasets.Dataset | TextBatches,
+    vocab_size: int,
+    lowercase: bool,
+    model_max_length: int,
+    cache_dir: Path,
 ) -> PreTrainedTokenizerFast:
-    """`train_wordpiece` on `texts` (a list, or a corpus' `text` column read as an iterator of
-    batches), kept under `cache_dir` so the same text and settings train once."""
-    arrow = isinstance(texts, datasets.Dataset)
-    key = column_fingerprint(texts) if arrow else texts_fingerprint(texts)
+    """`train_wordpiece` on `texts` (a list, a corpus' `text` column read as an iterator of
+    batches, or a stream read once), kept under `cache_dir` so the same text and settings train once."""
+    arrow, streamed = isinstance(texts, datasets.Dataset), isinstance(texts, TextBatches)
+    key = column_fingerprint(texts) if arrow else texts.key() if streamed else texts_fingerprint(texts)
     target = cache_dir / "tokenizers" / fingerprint(key, vocab_size, lowercase, model_max_length)
     if target.is_dir():
         log.info("WordPiece tokenizer from cache %s", target)
         return load_tokenizer(str(target), "cached tokenizer")
     from litforge.data.text.corpus import text_batches
 
-    tokenizer = train_wordpiece(text_batches(texts) if arrow else texts, vocab_size, lowercase, model_max_length)
+    batches = text_batches(texts) if arrow else texts.batches() if streamed else texts
+    tokenizer = train_wordpiece(batches, vocab_size, lowercase, model_max_length)
     if not save_tokenizer(tokenizer, target, replace_other=False):
         # another run trained on the same texts meanwhile (parallel sweep jobs): its tokenizer is the
         # cache's, since trainings of equal inputs may still break ties between tokens differently
         log.info("WordPiece tokenizer from cache %s (written by another run meanwhile)", target)
         return load_tokenizer(str(target), "cached tokenizer")
-    log.info("trained a WordPiece tokenizer (%d tokens) on %d training texts", len(tokenizer), len(texts))
+    what = "the training stream" if streamed else f"{len(texts)} training texts"
+    log.info("trained a WordPiece tokenizer (%d tokens) on %s", len(tokenizer), what)
     return tokenizer
 
 
@@ -219,7 +234,7 @@ def cached_map(
 
 
 def run_tokenizer(
-    hp: Any, train_texts: Callable[[], Sequence[str] | datasets.Dataset], cache: str
+    hp: Any, train_texts: Callable[[], Sequence[str] | datasets.Dataset | TextBatches], cache: str
 ) -> PreTrainedTokenizerFast:
     """The tokenizer of a run: a named one (`data.tokenizer`), else one trained on the training
     texts, saved to `hp.tokenizer_dir` for the user (checkpoints carry their own copy, see
