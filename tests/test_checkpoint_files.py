@@ -29,6 +29,8 @@ def test_the_best_checkpoint_is_weights_only_and_serves_eval_and_fine_tuning(tmp
     assert weights["litforge"]["config"]["model"]["_target_"].endswith("ImageClassificationModule")
     full = torch.load(last, weights_only=True)
     assert {"optimizer_states", "callbacks", "loops"} <= set(full), "last.ckpt must keep what a resume needs"
+    # Adam's step ran torch's fused kernel on the CPU (model.optimizer.fused=null picks it)
+    assert all(group["fused"] is True for group in full["optimizer_states"][0]["param_groups"])
     # Adam keeps two moments per weight: without them the file is about a third of last.ckpt
     assert best.stat().st_size < 0.5 * last.stat().st_size, (best.stat().st_size, last.stat().st_size)
 
@@ -37,13 +39,15 @@ def test_the_best_checkpoint_is_weights_only_and_serves_eval_and_fine_tuning(tmp
     (eval_run,) = run_dirs(tmp_path, "eval")
     assert 0 <= json.loads((eval_run / "metrics.json").read_text())["test/acc"] <= 1
 
-    tuned = run_cli("litforge.train", [*FAST, "trainer.max_epochs=1", f"ckpt_path={best}"], tmp_path / "tuned")
+    fine_tuning = [*FAST, "trainer.max_epochs=1", f"ckpt_path={best}", "model.optimizer.fused=false"]
+    tuned = run_cli("litforge.train", fine_tuning, tmp_path / "tuned")
     check_ok(tuned)
     assert "holds only weights: a new fit starts from them (fine-tuning)" in tuned.stdout + tuned.stderr
     (tuned_run,) = run_dirs(tmp_path / "tuned")
     state = torch.load(tuned_run / "checkpoints" / "last.ckpt", weights_only=True)
     # a resume would continue at epoch 2 of a 1-epoch run and train nothing; a new fit trains 1 epoch
     assert (state["epoch"], state["global_step"]) == (0, 3)
+    assert all(group["fused"] is False for group in state["optimizer_states"][0]["param_groups"])
 
 
 def test_fine_tuning_weights_into_another_model_names_the_mismatch(tmp_path: Path) -> None:

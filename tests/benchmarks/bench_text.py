@@ -80,12 +80,14 @@ def trainer_arguments(cfg: DictConfig, output_dir: Path, epochs: int, **settings
     """The Trainer's arguments for a litforge text config: its batch size, AdamW (torch) settings, linear
     schedule and warm-up, clipping and seed, on the CPU, saving nothing; `settings` add to them."""
     optimizer = cfg.model.optimizer
+    # the Trainer's default optimiser is torch's fused AdamW, which litforge picks too (fused: null)
+    optim = "adamw_torch" if optimizer.get("fused") is False else "adamw_torch_fused"
     return TrainingArguments(
         output_dir=str(output_dir),
         use_cpu=True,
         num_train_epochs=epochs,
         per_device_train_batch_size=cfg.data.batch_size,
-        optim="adamw_torch",
+        optim=optim,
         learning_rate=optimizer.lr,
         weight_decay=optimizer.weight_decay,
         adam_beta1=optimizer.betas[0],

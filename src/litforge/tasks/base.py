@@ -4,7 +4,7 @@ the val/test metrics and their logging, `predict_top_k`, and gradient clipping t
 from typing import Any
 
 import lightning.pytorch as L
-from lightning.pytorch.strategies import FSDPStrategy
+from lightning.pytorch.strategies import DeepSpeedStrategy, FSDPStrategy
 from matplotlib.figure import Figure
 from torch import Tensor
 from torch.optim import Optimizer
@@ -98,6 +98,9 @@ class TaskModule(L.LightningModule):
             total_steps=int(self.trainer.estimated_stepping_batches),
             monitor=self.hparams.monitor,
             param_groups=self.parameter_groups(),
+            # a 16-bit gradient scaler, or DeepSpeed's own loss scaling, unscales outside the optimiser
+            grad_scaler=getattr(self.trainer.precision_plugin, "scaler", None) is not None
+            or isinstance(self.trainer.strategy, DeepSpeedStrategy),
         )
 
     def configure_gradient_clipping(
