@@ -8,6 +8,7 @@ import logging
 import shutil
 import tempfile
 import uuid
+import weakref
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -37,23 +38,34 @@ def fingerprint(*parts: object) -> str:
     return digest.hexdigest()[:20]
 
 
+def _add_texts(digest: Any, values: Iterable[str | None]) -> None:
+    for value in values:
+        digest.update(b"\x00" if value is None else str(value).encode())
+        digest.update(b"\x1f")
+
+
 def texts_fingerprint(*columns: Sequence[str | None]) -> str:
     digest = hashlib.sha256()
     for column in columns:
-        for value in column:
-            digest.update(b"\x00" if value is None else str(value).encode())
-            digest.update(b"\x1f")
+        _add_texts(digest, column)
     return digest.hexdigest()[:20]
+
+
+# column_fingerprint's keys per data set object: the tokenizer's and the tokens' cache keys both
+# need the training texts' key, a pass over the whole column
+_COLUMN_KEYS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def column_fingerprint(dataset: datasets.Dataset, column: str = "text") -> str:
-    """`texts_fingerprint` of a memory-mapped column, read in batches: the same key as its texts in a list."""
-    digest = hashlib.sha256()
-    for batch in dataset.select_columns([column]).iter(batch_size=10_000):
-        for value in batch[column]:
-            digest.update(b"\x00" if value is None else str(value).encode())
-            digest.update(b"\x1f")
-    return digest.hexdigest()[:20]
+    """`texts_fingerprint` of a memory-mapped column, read in batches: the same key as its texts in a list;
+    computed once per data set object and column."""
+    known = _COLUMN_KEYS.setdefault(dataset, {})
+    if column not in known:
+        digest = hashlib.sha256()
+        for batch in dataset.select_columns([column]).iter(batch_size=10_000):
+            _add_texts(digest, batch[column])
+        known[column] = digest.hexdigest()[:20]
+    return known[column]
 
 
 def tokenizer_fingerprint(tokenizer: PreTrainedTokenizerBase) -> str:
