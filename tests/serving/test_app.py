@@ -3,6 +3,7 @@
 
 import asyncio
 import base64
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -156,3 +157,16 @@ def test_a_bad_request_batched_with_good_ones_fails_alone(checkpoint_of: Callabl
     assert [a.status_code for a in answers] == [200, 422, 200]
     same_records(answers[0].json()["predictions"], predictor.predict(good), ids=True)
     assert answers[2].json()["predictions"][0]["id"] == "0"
+
+
+def test_a_request_that_finds_the_model_idle_does_not_wait_for_others(checkpoint_of: Callable[[str], Path]) -> None:
+    predictor = Predictor.from_checkpoint(checkpoint_of("text_classification"))
+    # a wait of 5 s would show in every answer if a lone request waited it out
+    app = create_app(predictor, {"max_wait_ms": 5000})
+    started = time.perf_counter()
+    (answer,) = asyncio.run(_concurrently(app, [{"texts": ["a lone text"]}]))
+    assert answer.status_code == 200 and time.perf_counter() - started < 2.5
+    # those that come while its pass runs still share the next one
+    answers = asyncio.run(_concurrently(app, [{"texts": [f"text {i}"]} for i in range(12)]))
+    assert all(a.status_code == 200 for a in answers)
+    assert predictor.forward_passes - 1 < 12

@@ -1,5 +1,7 @@
-"""Dynamic batching: requests that arrive within `max_wait_ms` of each other share one forward pass of
-up to `max_batch_size` items, run in a worker thread so the event loop keeps accepting requests."""
+"""Dynamic batching: requests that arrive while a forward pass runs share the next one, of up to
+`max_batch_size` items, each waiting at most `max_wait_ms` for it to start; a request that finds the
+model idle starts a pass at once. Passes run in a worker thread, so the event loop keeps accepting
+requests."""
 
 from __future__ import annotations
 
@@ -40,6 +42,8 @@ class Batcher:
         self.batches = 0
 
     async def start(self) -> None:
+        # a new thread each start: an app started again (its lifespan run twice) predicts again
+        self.executor = ThreadPoolExecutor(1, thread_name_prefix="litforge-predict")
         self.queue = asyncio.Queue()
         if self.enabled:
             self.worker = asyncio.create_task(self._work())
@@ -61,26 +65,40 @@ class Batcher:
         await self.queue.put(job)
         return await job.future
 
-    async def _next(self, timeout: float | None) -> Job | None:
+    async def _next(self, timeout: float | None, busy: asyncio.Future | None = None) -> Job | None:
+        """The next job: a queued one at once; else, with a timeout, one that comes within it while
+        `busy` (the forward pass under way) runs, and None once that pass is done."""
         if self.pending:
             return self.pending.popleft()
         if timeout is None:
             return await self.queue.get()
-        if timeout <= 0:
+        if not self.queue.empty():
+            return self.queue.get_nowait()
+        if timeout <= 0 or busy is None or busy.done():
             return None
+        get = asyncio.ensure_future(self.queue.get())
+        await asyncio.wait({get, busy}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        if get.done():
+            return get.result()
+        get.cancel()
         try:
-            return await asyncio.wait_for(self.queue.get(), timeout)
-        except asyncio.TimeoutError:
+            # a job the get took as it was cancelled
+            return await get
+        except asyncio.CancelledError:
+            if asyncio.current_task().cancelling():
+                raise
             return None
 
-    async def _gather(self) -> list[Job]:
-        """The first waiting job, and those that join it within max_wait: same top_k, max_batch_size items."""
+    async def _gather(self, busy: asyncio.Future | None) -> list[Job]:
+        """The first waiting job, and those that join it (same top_k, max_batch_size items in all): the
+        ones queued, and while the last forward pass (`busy`) runs those that come within max_wait. An
+        idle model does not wait: a request that finds nothing running starts a pass at once."""
         loop = asyncio.get_running_loop()
         first = await self._next(None)
         group, size, deferred = [first], len(first.items), []
         deadline = loop.time() + self.max_wait
         while size < self.max_batch_size:
-            job = await self._next(deadline - loop.time())
+            job = await self._next(deadline - loop.time(), busy)
             if job is None:
                 break
             if job.top_k == first.top_k and size + len(job.items) <= self.max_batch_size:
@@ -92,8 +110,17 @@ class Batcher:
         return group
 
     async def _work(self) -> None:
-        while True:
-            await self._run(await self._gather())
+        # the next group gathers while the last one's forward pass runs; passes run one at a time
+        running: asyncio.Task | None = None
+        try:
+            while True:
+                group = await self._gather(running)
+                if running is not None:
+                    await running
+                running = asyncio.create_task(self._run(group))
+        finally:
+            if running is not None:
+                running.cancel()
 
     async def _run(self, group: list[Job]) -> None:
         loop = asyncio.get_running_loop()
