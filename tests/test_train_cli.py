@@ -46,10 +46,15 @@ def test_fast_dev_run_per_trainer_preset(preset: str, tmp_path: Path) -> None:
 
 
 def test_bf16_runs_on_cpu_when_16_mixed_is_asked(tmp_path: Path) -> None:
-    proc = run_cli("litforge.train", [*QUIET, "trainer=cpu", "trainer.precision=16-mixed", "debug=fdr"], tmp_path)
+    # with clipping, which Lightning's mixed precision refuses for a fused Adam step: Adam takes the loop
+    overrides = [*QUIET, "trainer=cpu", "trainer.precision=16-mixed", "trainer.gradient_clip_val=1.0", "debug=fdr"]
+    proc = run_cli("litforge.train", overrides, tmp_path)
     check_ok(proc)
     (run,) = run_dirs(tmp_path)
     assert "precision that runs: bf16-mixed" in (run / "train.log").read_text()
+    forced = run_cli("litforge.train", [*overrides, "model.optimizer.fused=true"], tmp_path / "forced")
+    assert forced.returncode == 2 and "Traceback" not in forced.stderr
+    assert "model.optimizer.fused=true" in forced.stderr and "trainer.gradient_clip_val=null" in forced.stderr
 
 
 def test_mlp_with_scheduler_and_sgd(tmp_path: Path) -> None:

@@ -4,6 +4,7 @@ the val/test metrics and their logging, `predict_top_k`, and gradient clipping t
 from typing import Any
 
 import lightning.pytorch as L
+from lightning.pytorch.plugins import MixedPrecision
 from lightning.pytorch.strategies import DeepSpeedStrategy, FSDPStrategy
 from matplotlib.figure import Figure
 from torch import Tensor
@@ -98,10 +99,20 @@ class TaskModule(L.LightningModule):
             total_steps=int(self.trainer.estimated_stepping_batches),
             monitor=self.hparams.monitor,
             param_groups=self.parameter_groups(),
-            # a 16-bit gradient scaler, or DeepSpeed's own loss scaling, unscales outside the optimiser
-            grad_scaler=getattr(self.trainer.precision_plugin, "scaler", None) is not None
-            or isinstance(self.trainer.strategy, DeepSpeedStrategy),
+            fused_allowed=self.fused_optimizer_allowed(),
         )
+
+    def fused_optimizer_allowed(self) -> bool:
+        """Whether Adam/AdamW may take torch's fused kernel (`model.optimizer.fused: null`). A fused
+        step unscales 16-bit gradients itself, so Lightning's mixed-precision plugins refuse to clip
+        them first, and a gradient scaler would leave clipping the scaled ones; DeepSpeed scales and
+        steps its own way."""
+        trainer = self.trainer
+        if isinstance(trainer.strategy, DeepSpeedStrategy):
+            return False
+        plugin = trainer.precision_plugin
+        amp = isinstance(plugin, MixedPrecision) or getattr(plugin, "scaler", None) is not None
+        return not (amp and trainer.gradient_clip_val)
 
     def configure_gradient_clipping(
         self, optimizer: Optimizer, gradient_clip_val: float | None = None, gradient_clip_algorithm: str | None = None

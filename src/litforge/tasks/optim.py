@@ -8,6 +8,8 @@ import hydra
 import torch
 from torch import nn
 
+from litforge.utils.errors import UserError
+
 # Keys of a scheduler config that are Lightning's lr_scheduler settings, not the scheduler's.
 LIGHTNING_KEYS = ("interval", "frequency", "monitor")
 # devices with torch's fused Adam/AdamW kernels
@@ -52,17 +54,22 @@ def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict[str, An
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
-def fused_kernel(groups: list[dict[str, Any]], fused: bool | None, grad_scaler: bool) -> bool | None:
+def fused_kernel(groups: list[dict[str, Any]], fused: bool | None, allowed: bool = True) -> bool | None:
     """`fused` of Adam/AdamW: null picks torch's fused kernel (one pass over each parameter: on a CPU
     about 9x faster a step than the per-tensor loop, on a 22M-parameter encoder ~85 ms of a ~280 ms
-    step) where every parameter is a floating-point tensor on a CPU, CUDA or MPS device and no 16-bit
-    gradient scaler is in use (a fused step unscales the gradients itself, so clipping could not see
-    them unscaled); true or false as given."""
+    step) where every parameter is a floating-point tensor on a CPU, CUDA or MPS device and the run
+    `allowed` it (see TaskModule.fused_optimizer_allowed); true or false as given."""
+    if fused and not allowed:
+        raise UserError(
+            "model.optimizer.fused=true: a fused step unscales mixed-precision gradients itself, so they cannot "
+            "be clipped before it (trainer.gradient_clip_val), and DeepSpeed steps its own way; give "
+            "model.optimizer.fused=null (the fused kernel where it can run), or trainer.gradient_clip_val=null"
+        )
     if fused is not None:
         return fused
     params = [p for group in groups for p in group["params"]]
     supported = all(p.device.type in FUSED_DEVICES and torch.is_floating_point(p) for p in params)
-    return True if params and supported and not grad_scaler else None
+    return True if params and supported and allowed else None
 
 
 def configure_optimization(
@@ -72,7 +79,7 @@ def configure_optimization(
     total_steps: int,
     monitor: str,
     param_groups: list[dict[str, Any]] | None = None,
-    grad_scaler: bool = False,
+    fused_allowed: bool = True,
 ) -> dict[str, Any]:
     """What `configure_optimizers` returns, from partial optimiser and scheduler configs.
 
@@ -84,7 +91,7 @@ def configure_optimization(
     weight_decay = optimizer_cfg.pop("weight_decay", 0.0)
     groups = param_groups or parameter_groups(model, weight_decay)
     if "fused" in optimizer_cfg:
-        optimizer_cfg["fused"] = fused_kernel(groups, optimizer_cfg["fused"], grad_scaler)
+        optimizer_cfg["fused"] = fused_kernel(groups, optimizer_cfg["fused"], fused_allowed)
     optimizer = hydra.utils.instantiate(optimizer_cfg)(groups)
     if not scheduler_cfg:
         return {"optimizer": optimizer}
