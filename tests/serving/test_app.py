@@ -63,6 +63,9 @@ def test_images_also_come_as_multipart_uploads(
     answer = client_of("image_classification").post("/predict", files=files, data={"top_k": "1"})
     assert answer.status_code == 200, answer.text
     same_records(answer.json()["predictions"], expected_of("image_classification", 1))
+    # an upload to a model of texts is told what it takes
+    text = client_of("text_classification").post("/predict", files=files)
+    assert text.status_code == 422 and "multipart uploads are for image models" in text.json()["detail"]
 
 
 BAD_REQUESTS = [

@@ -66,20 +66,14 @@ def _image_bytes(text: str, where: str) -> bytes:
         raise UserError(f"{where}: not base64 ({err}); give each image file base64-encoded") from err
 
 
-async def _read_request(request: Request, predictor: Predictor, settings: ServeSettings) -> tuple[list, int | None]:
-    limit = int(settings.max_body_mb * 1024 * 1024)
+async def _read_upload(request: Request, predictor: Predictor, settings: ServeSettings) -> tuple[list, int | None]:
+    """A multipart upload's image files (JSON bodies are JSONPredict's)."""
     declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
+    if declared and declared.isdigit() and int(declared) > settings.max_body_mb * 1024 * 1024:
         raise BodyTooLarge(int(declared), settings)
-    kind = predictor.input_kind
-    if request.headers.get("content-type", "").startswith("multipart/form-data"):
-        if kind != "image":
-            raise UserError(f"multipart uploads are for image models; this {predictor.task} model takes JSON {{...}}")
-        return await _read_form(request, settings)
-    body = await request.body()
-    if len(body) > limit:
-        raise BodyTooLarge(len(body), settings)
-    return _json_items(body, predictor)
+    if predictor.input_kind != "image":
+        raise UserError(f"multipart uploads are for image models; this {predictor.task} model takes JSON {{...}}")
+    return await _read_form(request, settings)
 
 
 def _json_items(body: bytes, predictor: Predictor) -> tuple[list, int | None]:
@@ -161,7 +155,7 @@ def create_app(predictor: Predictor, settings: ServeSettings | Mapping[str, Any]
     @app.exception_handler(Exception)
     async def crash(request: Request, err: Exception) -> JSONResponse:
         log.exception("POST %s failed", request.url.path)
-        return JSONResponse({"detail": f"internal error ({type(err).__name__}: {err}); see the server log"}, 500)
+        return JSONResponse({"detail": _internal_error(err)}, 500)
 
     body_schema = REQUESTS[predictor.input_kind].model_json_schema()
     content = {"application/json": {"schema": body_schema}}
@@ -175,8 +169,8 @@ def create_app(predictor: Predictor, settings: ServeSettings | Mapping[str, Any]
         summary=f"predict a list of {predictor.field}",
     )
     async def predict(request: Request) -> JSONResponse:
-        # multipart uploads (JSON bodies are answered by JSONPredict before they reach FastAPI)
-        items, top_k = await _read_request(request, predictor, settings)
+        # multipart uploads: JSON bodies are answered by JSONPredict before they reach FastAPI
+        items, top_k = await _read_upload(request, predictor, settings)
         # records are plain JSON values already: answered as they are, without FastAPI re-validating
         # them against the response model, which stays for /docs
         return JSONResponse({"predictions": await _answer(items, top_k, predictor, batcher, settings)})
@@ -196,6 +190,10 @@ def create_app(predictor: Predictor, settings: ServeSettings | Mapping[str, Any]
 
     app.add_middleware(JSONPredict, predictor=predictor, batcher=batcher, settings=settings)
     return app
+
+
+def _internal_error(err: Exception) -> str:
+    return f"internal error ({type(err).__name__}: {err}); see the server log"
 
 
 def _json(content: Any) -> bytes:
@@ -231,10 +229,7 @@ class JSONPredict:
             status, payload = 413, _json({"detail": str(err)})
         except Exception as err:
             log.exception("POST /predict failed")
-            status, payload = (
-                500,
-                _json({"detail": f"internal error ({type(err).__name__}: {err}); see the server log"}),
-            )
+            status, payload = 500, _json({"detail": _internal_error(err)})
         response = [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]
         await send({"type": "http.response.start", "status": status, "headers": response})
         await send({"type": "http.response.body", "body": payload})

@@ -32,8 +32,7 @@ class Batcher:
     def __init__(self, predict: PredictFn, max_batch_size: int, max_wait_ms: float) -> None:
         self.predict, self.max_batch_size, self.max_wait = predict, max_batch_size, max_wait_ms / 1000
         self.enabled = max_batch_size > 1 and max_wait_ms > 0
-        # one thread: forward passes never compete with each other for the cores
-        self.executor = ThreadPoolExecutor(1, thread_name_prefix="litforge-predict")
+        self.executor: ThreadPoolExecutor | None = None
         self.queue: asyncio.Queue[Job] | None = None
         # jobs taken from the queue that did not fit the last batch (another top_k, too many items)
         self.pending: collections.deque[Job] = collections.deque()
@@ -42,7 +41,8 @@ class Batcher:
         self.batches = 0
 
     async def start(self) -> None:
-        # a new thread each start: an app started again (its lifespan run twice) predicts again
+        # one thread, so forward passes never compete for the cores; a new one each start, so an app
+        # started again (its lifespan run twice) predicts again
         self.executor = ThreadPoolExecutor(1, thread_name_prefix="litforge-predict")
         self.queue = asyncio.Queue()
         if self.enabled:
@@ -52,7 +52,8 @@ class Batcher:
         if self.worker is not None:
             self.worker.cancel()
             await asyncio.gather(self.worker, return_exceptions=True)
-        self.executor.shutdown(wait=False, cancel_futures=True)
+        if self.executor is not None:
+            self.executor.shutdown(wait=False, cancel_futures=True)
 
     async def submit(self, items: list[Any], top_k: int | None) -> list[dict[str, Any]]:
         """The records of `items`, once their forward pass ran (raises what `predict` raised for them)."""
