@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import logging
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
@@ -67,10 +66,7 @@ def _image_bytes(text: str, where: str) -> bytes:
 
 
 async def _read_upload(request: Request, predictor: Predictor, settings: ServeSettings) -> tuple[list, int | None]:
-    """A multipart upload's image files (JSON bodies are JSONPredict's)."""
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > settings.max_body_mb * 1024 * 1024:
-        raise BodyTooLarge(int(declared), settings)
+    """A multipart upload's image files (JSON bodies are JSONPredict's, which also checks the size)."""
     if predictor.input_kind != "image":
         raise UserError(f"multipart uploads are for image models; this {predictor.task} model takes JSON {{...}}")
     return await _read_form(request, settings)
@@ -196,11 +192,6 @@ def _internal_error(err: Exception) -> str:
     return f"internal error ({type(err).__name__}: {err}); see the server log"
 
 
-def _json(content: Any) -> bytes:
-    """As starlette's JSONResponse renders a body."""
-    return json.dumps(content, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode()
-
-
 class JSONPredict:
     """`POST /predict` with a JSON body, answered at the ASGI level: the same checks, records and
     errors as the FastAPI route, without its routing, request object and exception middleware, which
@@ -215,31 +206,28 @@ class JSONPredict:
             await self.app(scope, receive, send)
             return
         headers = dict(scope["headers"])
-        if headers.get(b"content-type", b"").startswith(b"multipart/form-data"):
-            await self.app(scope, receive, send)
-            return
         try:
-            body = await self._body(headers, receive)
-            items, top_k = _json_items(body, self.predictor)
+            declared = headers.get(b"content-length", b"")
+            if declared.isdigit() and int(declared) > self.settings.max_body_mb * 1024 * 1024:
+                raise BodyTooLarge(int(declared), self.settings)
+            if headers.get(b"content-type", b"").startswith(b"multipart/form-data"):
+                await self.app(scope, receive, send)
+                return
+            items, top_k = _json_items(await self._body(receive), self.predictor)
             records = await _answer(items, top_k, self.predictor, self.batcher, self.settings)
-            status, payload = 200, _json({"predictions": records})
+            response = JSONResponse({"predictions": records})
         except UserError as err:
-            status, payload = 422, _json({"detail": str(err)})
+            response = JSONResponse({"detail": str(err)}, 422)
         except BodyTooLarge as err:
-            status, payload = 413, _json({"detail": str(err)})
+            response = JSONResponse({"detail": str(err)}, 413)
         except Exception as err:
             log.exception("POST /predict failed")
-            status, payload = 500, _json({"detail": _internal_error(err)})
-        response = [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]
-        await send({"type": "http.response.start", "status": status, "headers": response})
-        await send({"type": "http.response.body", "body": payload})
+            response = JSONResponse({"detail": _internal_error(err)}, 500)
+        await response(scope, receive, send)
 
-    async def _body(self, headers: dict[bytes, bytes], receive: Any) -> bytes:
-        """The request body, refused (BodyTooLarge) as soon as it is declared or read past max_body_mb."""
+    async def _body(self, receive: Any) -> bytes:
+        """The request body, refused (BodyTooLarge) as soon as it is read past max_body_mb."""
         limit = int(self.settings.max_body_mb * 1024 * 1024)
-        declared = headers.get(b"content-length", b"")
-        if declared.isdigit() and int(declared) > limit:
-            raise BodyTooLarge(int(declared), self.settings)
         chunks, size = [], 0
         while True:
             message = await receive()
