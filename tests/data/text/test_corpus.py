@@ -12,6 +12,7 @@ import pytest
 from litforge.data.text.corpus import read_corpus, select_rows
 from litforge.data.text.masked_lm import MaskedLMDataModule
 from litforge.utils.errors import UserError
+from tests.data.text.memory_limit import prepare_within_limit
 from tests.helpers import TINY_BACKBONE, run_cli
 
 
@@ -69,31 +70,6 @@ def test_tokens_and_fixed_masks_do_not_depend_on_num_proc(tmp_path: Path) -> Non
     assert len(list((tmp_path / "data" / "mlm_cache" / "tokens").glob("train-*_of_00002.arrow"))) == 2
 
 
-PREPARE = textwrap.dedent(
-    """
-    import resource, sys
-    from litforge.data.text.masked_lm import MaskedLMDataModule
-
-    def prepare(path, data_dir):
-        dm = MaskedLMDataModule(source="files", train_file=path, vocab_size=500, max_length=64,
-                                data_dir=data_dir, tokenizer_dir=data_dir + "/tokenizer")
-        dm.setup("fit")
-        return dm
-
-    def data_kb():
-        status = open("/proc/self/status").read().split("\\n")
-        return int(next(line for line in status if line.startswith("VmData:")).split()[1])
-
-    small, big, data_dir, headroom_mb = sys.argv[1:]
-    prepare(small, data_dir + "/small")  # every lazy import, thread pool and allocator arena in place
-    limit = (data_kb() + int(headroom_mb) * 1024) * 1024
-    resource.setrlimit(resource.RLIMIT_DATA, (limit, resource.getrlimit(resource.RLIMIT_DATA)[1]))
-    dm = prepare(big, data_dir + "/big")
-    print("blocks", len(dm.splits["train"]), "texts", len(dm.texts["train"]))
-    """
-)
-
-
 def write_corpus(path: Path, megabytes: int) -> None:
     """Lines of 6-17 words from a small vocabulary (a corpus' words repeat: its tokenizer's counts stay small)."""
     words = "the of cat dog sat on mat log berlin paris capital country river film good bad".split()
@@ -109,14 +85,11 @@ def test_a_corpus_larger_than_the_memory_limit_is_prepared(tmp_path: Path) -> No
     small, big = tmp_path / "small.txt", tmp_path / "big.txt"
     write_corpus(small, 1)
     write_corpus(big, 20)
-    proc = subprocess.run(
-        [sys.executable, "-c", PREPARE, str(small), str(big), str(tmp_path / "data"), "16"],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    settings = {"vocab_size": 500, "max_length": 64}
+    target = "litforge.data.text.masked_lm:MaskedLMDataModule"
+    proc, sizes = prepare_within_limit(target, settings, (small, big), tmp_path / "data", 16)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "texts" in proc.stdout and int(proc.stdout.split()[-1]) >= 250_000
+    assert sizes["examples"]["train"] >= 250_000
 
 
 RACE = textwrap.dedent(

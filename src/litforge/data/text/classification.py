@@ -10,11 +10,12 @@ from transformers import DataCollatorWithPadding
 from litforge.data.loaders import EpochLengthGrouped
 from litforge.data.splits import carve_missing_splits
 from litforge.data.text import checks
-from litforge.data.text.base import HFTextDataModule
+from litforge.data.text.base import SPLITS, HFTextDataModule
 from litforge.data.text.classification_sources import load_files, load_generated
+from litforge.data.text.corpus import select_rows
 from litforge.data.text.predict_inputs import KeepFields, encode_inputs, read_texts, request_text
 from litforge.data.text.sources import RawSplit, load_hub, read_file
-from litforge.data.text.tokenizer import fingerprint, texts_fingerprint, tokenize, tokenizer_fingerprint
+from litforge.data.text.tokenizer import ColumnTexts, column_fingerprint, fingerprint, tokenize, tokenizer_fingerprint
 from litforge.utils.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -24,8 +25,10 @@ class TextDataModule(HFTextDataModule):
     """Texts from the generated corpus, a hub data set or the user's files; label names and the
     tokenizer (pretrained, or WordPiece trained on the training text) are handed to the model.
 
-    Tokenised splits are cached under `data_dir`/text_cache, keyed by the split's texts and
-    labels, the tokenizer and `max_length`, so an unchanged second run does not tokenise again.
+    The user's files are read in batches into memory-mapped Arrow tables, checked and tokenised a
+    batch at a time, never held whole in memory. Tokenised splits are cached under
+    `data_dir`/text_cache, keyed by the split's texts and labels, the tokenizer and `max_length`, so
+    an unchanged second run does not tokenise again.
 
     `test_path` (`test_file` is its older name) is the test file of any source. With a
     checkpoint's state loaded (label names, tokenizer), `setup("test")` reads that file alone and
@@ -60,14 +63,16 @@ class TextDataModule(HFTextDataModule):
             )
         self.tokenizer_key = ""
         self.train_lengths: list[int] = []
+        self.label_keys: dict[str, checks.LabelKeys] = {}
 
     @property
-    def texts(self) -> dict[str, dict[str, list]]:
-        """Each split's columns: text (and text_pair) and label ids."""
+    def texts(self) -> dict[str, Any]:
+        """Each split's Arrow data set of the user's text (and pair) and label columns."""
         return self.examples
 
     @property
     def text_columns(self) -> list[str]:
+        """The text fields of an input to predict."""
         return ["text", "text_pair"] if self.hparams.text_pair_column else ["text"]
 
     def _load_generated(self) -> dict[str, RawSplit]:
@@ -75,64 +80,53 @@ class TextDataModule(HFTextDataModule):
         return load_generated(hp.num_examples, hp.seed, hp.label_noise)
 
     def _load_files(self) -> dict[str, RawSplit]:
-        return load_files(self.hparams.train_file, self.hparams.val_file, self.test_path)
+        return load_files(self.hparams.train_file, self.hparams.val_file, self.test_path, self._tables())
 
     def _load_hub(self, splits: dict[str, str | None]) -> dict[str, RawSplit]:
         return load_hub(self.hparams.name, self.hparams.config_name, self.hparams.data_dir, splits)
 
     def _test_file(self) -> RawSplit:
-        return read_file(self.test_path, "data.test_path")
+        return read_file(self.test_path, "data.test_path", self._tables())
 
-    def _prepare(self, raw: dict[str, RawSplit]) -> dict[str, dict[str, list]]:
-        """The splits' texts and label ids (val/test cut from training where missing)."""
+    def _tables(self) -> Path:
+        return Path(self.hparams.data_dir) / self.cache
+
+    @property
+    def _columns(self) -> list[str]:
+        """The columns of the user's data a split keeps: text (and pair) and label."""
+        hp = self.hparams
+        return [hp.text_column, *([hp.text_pair_column] if hp.text_pair_column else []), hp.label_column]
+
+    def _prepare(self, raw: dict[str, RawSplit]) -> dict[str, Any]:
+        """The splits' text and label columns, every row checked before anything is written (val/test
+        cut from training where missing, as index files onto its table)."""
         hp = self.hparams
         columns = {"data.text_column": hp.text_column, "data.label_column": hp.label_column}
         if hp.text_pair_column:
             columns["data.text_pair_column"] = hp.text_pair_column
         checks.check_columns(raw, columns)
-        read = {}
-        for role, split in raw.items():
-            read[role] = {"text": checks.read_texts(split, hp.text_column)}
-            if hp.text_pair_column:
-                read[role]["text_pair"] = checks.read_texts(split, hp.text_pair_column)
-            read[role]["keys"] = self._label_keys(split)
+        for split in raw.values():
+            for column in self._columns[:-1]:
+                checks.check_texts(split, column)
+        keys = {role: checks.LabelKeys(split, hp.label_column, hp.label_names) for role, split in raw.items()}
+        checked = set()
         if self.id2label is None:
-            train_keys = read["train"]["keys"]
-            names = hp.label_names or checks.label_names(raw["train"], hp.label_column, train_keys)
+            found = checks.check_labels(raw["train"], hp.label_column, keys["train"])
+            names = hp.label_names or checks.label_names(raw["train"], hp.label_column, found)
             self.id2label = [str(name) for name in names]
+            checked.add("train")
         for role, split in raw.items():
-            keys = read[role].pop("keys")
-            read[role]["labels"] = checks.encode_labels(split, hp.label_column, keys, self.id2label)
-        if "train" not in read:
-            return read
-        return carve_missing_splits(
-            read,
-            hp.val_fraction,
-            hp.test_fraction,
-            hp.seed,
-            take=lambda columns, index: {name: [values[i] for i in index] for name, values in columns.items()},
-        )
+            if role not in checked:
+                checks.check_labels(split, hp.label_column, keys[role], self.id2label)
+        examples = {role: split.dataset.select_columns(self._columns) for role, split in raw.items()}
+        # splits cut from training read its labels
+        self.label_keys = {role: keys.get(role, keys.get("train")) for role in SPLITS}
+        if "train" not in examples:
+            return examples
+        return carve_missing_splits(examples, hp.val_fraction, hp.test_fraction, hp.seed, take=select_rows)
 
-    def _label_keys(self, split: RawSplit) -> list[str]:
-        """The split's labels as text; with `label_names`, integer label k becomes its k-th name."""
-        hp = self.hparams
-        keys = checks.read_label_keys(split, hp.label_column)
-        if not hp.label_names:
-            return keys
-        names = [str(name) for name in hp.label_names]
-        valid = {str(k): name for k, name in enumerate(names)}
-        bad = next((i for i, key in enumerate(keys) if key not in valid), None)
-        if bad is not None:
-            raise UserError(
-                f"{split.where(bad)}: label {keys[bad]!r} in column {hp.label_column!r} is not one of the integers "
-                f"0 to {len(names) - 1} that data.label_names={names} names. Give one name per integer label, "
-                "or leave data.label_names unset for labels written as names."
-            )
-        return [valid[key] for key in keys]
-
-    def _training_texts(self) -> list[str]:
-        train = self.texts["train"]
-        return [text for column in self.text_columns for text in train[column]]
+    def _training_texts(self) -> ColumnTexts:
+        return ColumnTexts(self.texts["train"], self._columns[:-1])
 
     def _set_tokenizer(self, tokenizer: Any, files: dict[str, str] | None = None) -> None:
         super()._set_tokenizer(tokenizer, files)
@@ -175,15 +169,13 @@ class TextDataModule(HFTextDataModule):
         return examples
 
     def _encode(self, role: str) -> Any:
-        import datasets
-
         hp = self.hparams
-        columns = self.texts[role]
-        key = fingerprint(texts_fingerprint(*columns.values()), self.tokenizer_key, hp.max_length)
-        cache_file = Path(hp.data_dir) / self.cache / "tokens" / f"{role}-{key}.arrow"
-        dataset, cached = tokenize(
-            datasets.Dataset.from_dict(columns), self.tokenizer, hp.max_length, self.text_columns, cache_file
-        )
+        examples, keys = self.texts[role], self.label_keys[role]
+        contents = [column_fingerprint(examples, column) for column in self._columns]
+        key = fingerprint(*contents, keys.state(), self.id2label, self.tokenizer_key, hp.max_length)
+        cache_file = self._tables() / "tokens" / f"{role}-{key}.arrow"
+        labels = checks.LabelIds(hp.label_column, keys, self.id2label)
+        dataset, cached = tokenize(examples, self.tokenizer, hp.max_length, self._columns[:-1], cache_file, labels)
         log.info(
             "%s split: %d examples%s, tokens %s %s",
             role,

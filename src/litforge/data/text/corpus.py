@@ -12,7 +12,7 @@ from typing import Any
 
 import datasets
 
-from litforge.data.text.sources import FILE_FORMATS, hub_splits
+from litforge.data.text.sources import FILE_FORMATS, hub_splits, read_file
 from litforge.utils.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -21,8 +21,6 @@ TEXT = "text"
 TEXT_FORMATS = {".txt", *FILE_FORMATS}
 # rows per batch read, written and hashed: a few MB of text at a time
 BATCH = 10_000
-# datasets' builder of each file format
-BUILDERS = {".csv": "csv", ".tsv": "csv", ".jsonl": "json", ".json": "json", ".parquet": "parquet"}
 
 
 def file_digest(path: Path) -> str:
@@ -43,22 +41,14 @@ def _non_blank(texts: list[Any]) -> list[bool]:
     return [isinstance(t, str) and bool(t.strip()) for t in texts]
 
 
-def _write_lines(file: Path, target: Path) -> None:
-    """The file's non-blank lines as an Arrow file, written beside `target` and renamed at the end."""
+def write_arrow(file: Path, batches: Iterator[dict[str, list]], features: datasets.Features, target: Path) -> None:
+    """`batches` read from `file` as an Arrow file, written beside `target` and renamed at the end:
+    a bad line anywhere in the file leaves no table behind."""
     tmp = target.with_name(f".{target.name}-{uuid.uuid4().hex[:12]}")
-    features = datasets.Features({TEXT: datasets.Value("string")})
     try:
         with datasets.arrow_writer.ArrowWriter(features=features, path=str(tmp)) as writer:
-            with open(file, encoding="utf-8") as lines:
-                batch: list[str] = []
-                for line in lines:
-                    if line.strip():
-                        batch.append(line.rstrip("\r\n"))
-                    if len(batch) == BATCH:
-                        writer.write_batch({TEXT: batch})
-                        batch = []
-                if batch:
-                    writer.write_batch({TEXT: batch})
+            for batch in batches:
+                writer.write_batch(batch)
             writer.finalize()
         os.replace(tmp, target)
     except UnicodeDecodeError as err:
@@ -67,19 +57,23 @@ def _write_lines(file: Path, target: Path) -> None:
         tmp.unlink(missing_ok=True)
 
 
+def _line_batches(file: Path) -> Iterator[dict[str, list[str]]]:
+    """The file's non-blank lines, BATCH at a time."""
+    with open(file, encoding="utf-8") as lines:
+        batch: list[str] = []
+        for line in lines:
+            if line.strip():
+                batch.append(line.rstrip("\r\n"))
+            if len(batch) == BATCH:
+                yield {TEXT: batch}
+                batch = []
+        if batch:
+            yield {TEXT: batch}
+
+
 def _read_table(file: Path, key: str, text_column: str, cache_dir: Path) -> datasets.Dataset:
     """A csv/tsv/jsonl/json/parquet file's `text_column`, read by datasets in chunks."""
-    suffix = file.suffix.lower()
-    options = {"sep": "\t"} if suffix == ".tsv" else {}
-    try:
-        table = datasets.load_dataset(
-            BUILDERS[suffix], data_files=str(file), split="train", cache_dir=str(cache_dir / "tables"), **options
-        )
-    except (ValueError, OSError, datasets.exceptions.DatasetGenerationError) as err:
-        cause = err.__cause__ or err
-        raise UserError(
-            f"{key}={file}: not a readable {BUILDERS[suffix]} file ({str(cause).splitlines()[0][:160]})."
-        ) from err
+    table = read_file(str(file), key, cache_dir).dataset
     if text_column not in table.column_names:
         raise UserError(
             f"data.text_column={text_column}: {file} has no such column; its columns are {table.column_names}."
@@ -100,7 +94,7 @@ def read_corpus(path: str, key: str, text_column: str, cache_dir: Path) -> datas
     if not target.is_file():
         target.parent.mkdir(parents=True, exist_ok=True)
         if suffix == ".txt":
-            _write_lines(file, target)
+            write_arrow(file, _line_batches(file), datasets.Features({TEXT: datasets.Value("string")}), target)
         else:
             _read_table(file, key, text_column, cache_dir).map(
                 lambda batch: {TEXT: [t for t, keep in zip(batch[TEXT], _non_blank(batch[TEXT]), strict=True) if keep]},

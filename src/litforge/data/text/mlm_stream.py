@@ -16,6 +16,7 @@ from torch.utils.data import IterableDataset
 
 from litforge.data.loaders import PRODUCED, WORKER
 from litforge.data.text import corpus
+from litforge.data.text.sources import table_builder
 from litforge.data.text.tokenizer import fingerprint
 from litforge.utils.errors import UserError
 
@@ -54,9 +55,7 @@ class TextStream:
         if self.source == "hub":
             return datasets.load_dataset(self.name, self.config_name, split=self.split, streaming=True, **cache)
         file = Path(self.path).expanduser()
-        suffix = file.suffix.lower()
-        builder = "text" if suffix == ".txt" else corpus.BUILDERS[suffix]
-        options = {"sep": "\t"} if suffix == ".tsv" else {}
+        builder, options = ("text", {}) if file.suffix.lower() == ".txt" else table_builder(file, "data.train_file")
         return datasets.load_dataset(builder, data_files=str(file), split="train", streaming=True, **cache, **options)
 
     def _column(self) -> str:

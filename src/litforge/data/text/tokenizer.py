@@ -126,6 +126,25 @@ class TextBatches(Protocol):
     def batches(self) -> Iterator[list[str]]: ...
 
 
+class ColumnTexts:
+    """The texts of some columns of a data set (a text and its pair) as TextBatches: a tokenizer's
+    training text, read in batches."""
+
+    def __init__(self, dataset: datasets.Dataset, columns: Sequence[str]) -> None:
+        self.dataset, self.columns = dataset, list(columns)
+
+    def __len__(self) -> int:
+        return len(self.dataset) * len(self.columns)
+
+    def key(self) -> str:
+        return fingerprint(*(column_fingerprint(self.dataset, column) for column in self.columns))
+
+    def batches(self) -> Iterator[list[str]]:
+        for column in self.columns:
+            for batch in self.dataset.select_columns([column]).iter(batch_size=10_000):
+                yield batch[column]
+
+
 def trained_tokenizer(
     texts: Sequence[str] | datasets.Dataset | TextBatches,
     vocab_size: int,
@@ -150,7 +169,7 @@ def trained_tokenizer(
         # cache's, since trainings of equal inputs may still break ties between tokens differently
         log.info("WordPiece tokenizer from cache %s (written by another run meanwhile)", target)
         return load_tokenizer(str(target), "cached tokenizer")
-    what = "the training stream" if streamed else f"{len(texts)} training texts"
+    what = f"{len(texts)} training texts" if hasattr(texts, "__len__") else "the training stream"
     log.info("trained a WordPiece tokenizer (%d tokens) on %s", len(tokenizer), what)
     return tokenizer
 
@@ -210,9 +229,11 @@ def tokenize(
     max_length: int,
     text_columns: Sequence[str],
     cache_file: Path,
+    extra: Callable[[dict[str, list]], dict[str, list]] | None = None,
 ) -> tuple[datasets.Dataset, bool]:
-    """Token ids (+ `length`, `truncated`) in place of the text columns, memory-mapped from
-    `cache_file`; returns the dataset and whether it came from the cache."""
+    """Token ids (+ `length`, `truncated`, and the columns `extra` makes of a batch, e.g. label ids)
+    in place of the data set's columns, memory-mapped from `cache_file`; returns the dataset and
+    whether it came from the cache."""
     if cache_file.is_file():
         return datasets.Dataset.from_file(str(cache_file)), True
 
@@ -221,11 +242,11 @@ def tokenize(
         encoded["length"] = [len(ids) for ids in encoded["input_ids"]]
         # the Rust encoding keeps what truncation cut off: the one reliable sign an example was cut
         encoded["truncated"] = [bool(e.overflowing) for e in encoded.encodings]
-        return dict(encoded)
+        return {**encoded, **(extra(batch) if extra else {})}
 
     cache_file.parent.mkdir(parents=True, exist_ok=True)
     tokenized = dataset.map(
-        encode, batched=True, remove_columns=list(text_columns), cache_file_name=str(cache_file), desc="tokenising"
+        encode, batched=True, remove_columns=dataset.column_names, cache_file_name=str(cache_file), desc="tokenising"
     )
     return tokenized, False
 
