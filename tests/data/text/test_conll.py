@@ -105,6 +105,7 @@ def test_hub_loader_reads_class_label_tags(tmp_path: Path) -> None:
     """A local parquet folder stands in for the hub: the same load_dataset call and feature handling."""
     import datasets
 
+    from litforge.data.text.tagged_arrow import iob2_sentences
     from litforge.data.text.token_classification_sources import load_hub
 
     features = datasets.Features(
@@ -116,7 +117,10 @@ def test_hub_loader_reads_class_label_tags(tmp_path: Path) -> None:
     rows = {"tokens": [["New", "York", "is", "big"], []], "ner_tags": [[1, 2, 0, 0], []]}
     datasets.Dataset.from_dict(rows, features=features).to_parquet(str(tmp_path / "hub" / "train.parquet"))
     splits = {"train": "train", "validation": None, "test": None}
-    (sentence,) = load_hub(str(tmp_path / "hub"), None, str(tmp_path / "cache"), splits, "tokens", "ner_tags")["train"]
-    assert sentence.tags == ["B-LOC", "I-LOC", "O", "O"] and sentence.where.endswith("[train] row 0")
+    split = load_hub(str(tmp_path / "hub"), None, str(tmp_path / "cache"), splits, "tokens", "ner_tags")["train"]
+    assert split.sentences.cache_files, "the hub's own memory-mapped table, not a copy in memory"
+    sentences = iob2_sentences(split, "iob2", tmp_path / "text_cache")
+    assert sentences["tags"] == [["B-LOC", "I-LOC", "O", "O"]] and sentences["words"] == [["New", "York", "is", "big"]]
+    assert split.where(sentences["line"][0]).endswith("[train] row 0")
     with pytest.raises(UserError, match="data.val_split=dev: .* no such split"):
         load_hub(str(tmp_path / "hub"), None, str(tmp_path / "cache"), {"validation": "dev"}, "tokens", "ner_tags")

@@ -1,10 +1,14 @@
 """Tagged sentences from CoNLL-style and jsonl files, and tag-scheme conversion to IOB2.
 
-A sentence is (words, tags, where): `where` names its file and first line, so every
-message about it can point the user at the line to fix.
+The readers yield (words, tags, line) one sentence at a time, `line` being the sentence's first
+line in the file, so a file larger than memory can be written out in batches (tagged_arrow.py)
+and every message about a sentence can point the user at the line to fix. A Sentence is
+(words, tags, where), `where` naming its file and first line: in-memory lists of them serve
+small files (prediction inputs) and the generated corpus.
 """
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import NamedTuple
 
@@ -14,6 +18,8 @@ SCHEMES = ("iob1", "iob2", "bioes")
 # the prefixes each scheme allows before "-<type>"
 PREFIXES = {"iob1": ("B", "I"), "iob2": ("B", "I"), "bioes": ("B", "I", "E", "S")}
 
+Row = tuple[list[str], list[str], int]
+
 
 class Sentence(NamedTuple):
     words: list[str]
@@ -21,42 +27,44 @@ class Sentence(NamedTuple):
     where: str
 
 
-def read_conll(path: str | Path, token_column: int = 0, tag_column: int = -1) -> list[Sentence]:
+def tagged_file(path: str | Path, kind: str) -> Path:
+    """`path` as a file, or the error naming it as a missing `kind` file."""
+    file = Path(path).expanduser()
+    if not file.is_file():
+        raise UserError(f"{path}: no such {kind} file.")
+    return file
+
+
+def _check_columns(file: Path, number: int, line: str, width: int, token_column: int, tag_column: int) -> None:
+    for key, column in (("data.token_column", token_column), ("data.tag_column", tag_column)):
+        if not -width <= column < width:
+            raise UserError(
+                f"{file} line {number}: {key}={column}, but the lines have {width} columns "
+                f"({line.strip()!r}); give a column index from {-width} to {width - 1}."
+            )
+
+
+def conll_rows(file: Path, token_column: int = 0, tag_column: int = -1) -> Iterator[Row]:
     """One token a line with columns separated by any run of spaces or tabs, a blank line
     between sentences, `-DOCSTART-` lines skipped. Every token line must have the column
     count of the file's first token line, so a stray space or missing tag is caught where it is."""
-    file = Path(path).expanduser()
-    if not file.is_file():
-        raise UserError(f"{path}: no such CoNLL file.")
-    sentences: list[Sentence] = []
     words: list[str] = []
     tags: list[str] = []
     start = 0
     width: int | None = None
-
-    def close() -> None:
-        if words:
-            sentences.append(Sentence(list(words), list(tags), f"{file} line {start}"))
-            words.clear()
-            tags.clear()
-
+    found = False
     with file.open(encoding="utf-8") as lines:
         for number, line in enumerate(lines, start=1):
             fields = line.split()
-            if not fields:
-                close()
-                continue
-            if fields[0] == "-DOCSTART-":
-                close()
+            if not fields or fields[0] == "-DOCSTART-":
+                if words:
+                    found = True
+                    yield words, tags, start
+                    words, tags = [], []
                 continue
             if width is None:
                 width = len(fields)
-                for key, column in (("data.token_column", token_column), ("data.tag_column", tag_column)):
-                    if not -width <= column < width:
-                        raise UserError(
-                            f"{file} line {number}: {key}={column}, but the lines have {width} columns "
-                            f"({line.strip()!r}); give a column index from {-width} to {width - 1}."
-                        )
+                _check_columns(file, number, line, width, token_column, tag_column)
             if len(fields) != width:
                 raise UserError(
                     f"{file} line {number}: {len(fields)} columns where the file's first token line has "
@@ -66,43 +74,54 @@ def read_conll(path: str | Path, token_column: int = 0, tag_column: int = -1) ->
                 start = number
             words.append(fields[token_column])
             tags.append(fields[tag_column])
-    close()
-    if not sentences:
+    if words:
+        found = True
+        yield words, tags, start
+    if not found:
         raise UserError(f"{file}: no tagged tokens found (one 'token tag' line each, blank lines between sentences).")
-    return sentences
+
+
+def read_conll(path: str | Path, token_column: int = 0, tag_column: int = -1) -> list[Sentence]:
+    """The sentences of a CoNLL file (see `conll_rows`) in memory: for small files."""
+    file = tagged_file(path, "CoNLL")
+    return [Sentence(w, t, f"{file} line {n}") for w, t, n in conll_rows(file, token_column, tag_column)]
+
+
+def jsonl_rows(file: Path, tokens_key: str = "tokens", tags_key: str = "tags") -> Iterator[Row]:
+    """One json object a line with a list of tokens and an equally long list of string tags."""
+    with file.open(encoding="utf-8") as lines:
+        for number, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            where = f"{file} line {number}"
+            try:
+                record = json.loads(line)
+                words, tags = record[tokens_key], record[tags_key]
+            except (json.JSONDecodeError, KeyError, TypeError) as err:
+                raise UserError(
+                    f"{where}: not a json object with {tokens_key!r} and {tags_key!r} lists ({err})."
+                ) from err
+            if not isinstance(words, list) or not isinstance(tags, list) or len(words) != len(tags):
+                raise UserError(
+                    f"{where}: {tokens_key!r} and {tags_key!r} must be lists of equal length "
+                    f"(got {len(words) if isinstance(words, list) else words!r} tokens and "
+                    f"{len(tags) if isinstance(tags, list) else tags!r} tags)."
+                )
+            if words:
+                yield [str(w) for w in words], [str(t) for t in tags], number
 
 
 def read_jsonl(path: str | Path, tokens_key: str = "tokens", tags_key: str = "tags") -> list[Sentence]:
-    """One json object a line with a list of tokens and an equally long list of string tags."""
-    file = Path(path).expanduser()
-    if not file.is_file():
-        raise UserError(f"{path}: no such jsonl file.")
-    sentences = []
-    for number, line in enumerate(file.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        where = f"{file} line {number}"
-        try:
-            record = json.loads(line)
-            words, tags = record[tokens_key], record[tags_key]
-        except (json.JSONDecodeError, KeyError, TypeError) as err:
-            raise UserError(f"{where}: not a json object with {tokens_key!r} and {tags_key!r} lists ({err}).") from err
-        if not isinstance(words, list) or not isinstance(tags, list) or len(words) != len(tags):
-            raise UserError(
-                f"{where}: {tokens_key!r} and {tags_key!r} must be lists of equal length "
-                f"(got {len(words) if isinstance(words, list) else words!r} tokens and "
-                f"{len(tags) if isinstance(tags, list) else tags!r} tags)."
-            )
-        if words:
-            sentences.append(Sentence([str(w) for w in words], [str(t) for t in tags], where))
-    return sentences
+    """The sentences of a jsonl file (see `jsonl_rows`) in memory: for small files."""
+    file = tagged_file(path, "jsonl")
+    return [Sentence(w, t, f"{file} line {n}") for w, t, n in jsonl_rows(file, tokens_key, tags_key)]
 
 
-def read_tagged_file(path: str, token_column: int, tag_column: int) -> list[Sentence]:
+def tagged_rows(file: Path, token_column: int, tag_column: int) -> Iterator[Row]:
     """jsonl by its suffix, CoNLL columns otherwise (.conll, .txt, .tsv, .iob, ...)."""
-    if Path(path).suffix.lower() == ".jsonl":
-        return read_jsonl(path)
-    return read_conll(path, token_column, tag_column)
+    if file.suffix.lower() == ".jsonl":
+        return jsonl_rows(file)
+    return conll_rows(file, token_column, tag_column)
 
 
 def _split(tag: str, scheme: str, where: str) -> tuple[str, str]:

@@ -1,16 +1,22 @@
 """Tagged sentences (NER and other token tagging) tokenised for a Hugging Face encoder."""
 
 import logging
+from pathlib import Path
 from typing import Any
 
+import datasets
+import pyarrow.compute as pc
 import torch
 from transformers import DataCollatorForTokenClassification
 
 from litforge.data.splits import carve_missing_splits
+from litforge.data.text import tagged_arrow as tagged
 from litforge.data.text import token_classification_sources as token_sources
 from litforge.data.text.base import HFTextDataModule
-from litforge.data.text.conll import SCHEMES, Sentence, read_tagged_file, to_iob2
+from litforge.data.text.conll import SCHEMES
+from litforge.data.text.corpus import select_rows
 from litforge.data.text.token_align import align_labels, subtoken_counts, word_windows
+from litforge.data.text.tokenizer import cached_map, fingerprint, tokenizer_fingerprint
 from litforge.utils.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -18,12 +24,6 @@ log = logging.getLogger(__name__)
 OVERFLOW = ("window", "truncate")
 # per-example integers the collator batches as tensors: where a window sits in its sentence
 POSITIONS = ("sentence", "first_word")
-
-
-def label_list(sentences: list[Sentence]) -> list[str]:
-    """O first, then each entity type's B- and I- tags, types sorted: the same list for the same data."""
-    kinds = sorted({tag[2:] for s in sentences for tag in s.tags if tag != "O"})
-    return ["O", *(f"{p}-{kind}" for kind in kinds for p in "BI")]
 
 
 class PadWordStarts:
@@ -66,7 +66,10 @@ class PredictBatches:
 
 class TokenDataModule(HFTextDataModule):
     """Sentences with one tag per word from the generated corpus, a hub data set or CoNLL/jsonl
-    files; tags converted to IOB2; label list and tokenizer handed to the model.
+    files; tags converted to IOB2; label list and tokenizer handed to the model. Sentences are
+    memory-mapped Arrow tables, never Python lists of a whole file: files are read in batches into
+    `data_dir`/text_cache/tagged, keyed by their content, and tokenised by a batched map into
+    `data_dir`/text_cache/tokens (see tagged_arrow.py).
 
     `token_column`/`tag_column`: column names for hub data sets, column indices for CoNLL files.
     `overflow`: "window" splits sentences longer than `max_length` sub-tokens into several
@@ -104,113 +107,167 @@ class TokenDataModule(HFTextDataModule):
         self.id2label = list(labels) if labels else None
 
     @property
-    def sentences(self) -> dict[str, list[Sentence]]:
-        """Each split's sentences, tags in IOB2."""
+    def sentences(self) -> dict[str, datasets.Dataset]:
+        """Each split's sentences (columns words, tags in IOB2, line), memory-mapped where read from disk."""
         return self.examples
 
-    def _load_generated(self) -> dict[str, list[Sentence]]:
+    @property
+    def cache_dir(self) -> Path:
+        return Path(self.hparams.data_dir) / self.cache
+
+    def _load_generated(self) -> dict[str, tagged.TaggedSplit]:
         return token_sources.load_generated(self.hparams.num_sentences, self.hparams.seed)
 
-    def _load_files(self) -> dict[str, list[Sentence]]:
+    def _load_files(self) -> dict[str, tagged.TaggedSplit]:
         hp = self.hparams
         files = {"train": hp.train_file, "validation": hp.val_file, "test": self.test_path}
-        return token_sources.load_files(files, hp.token_column, hp.tag_column)
+        return token_sources.load_files(files, hp.token_column, hp.tag_column, self.cache_dir)
 
-    def _load_hub(self, splits: dict[str, str | None]) -> dict[str, list[Sentence]]:
+    def _load_hub(self, splits: dict[str, str | None]) -> dict[str, tagged.TaggedSplit]:
         hp = self.hparams
         return token_sources.load_hub(hp.name, hp.config_name, hp.data_dir, splits, hp.token_column, hp.tag_column)
 
-    def _test_file(self) -> list[Sentence]:
-        return read_tagged_file(self.test_path, self.hparams.token_column, self.hparams.tag_column)
+    def _test_file(self) -> tagged.TaggedSplit:
+        return tagged.read_tagged(self.test_path, self.hparams.token_column, self.hparams.tag_column, self.cache_dir)
 
-    def _prepare(self, raw: dict[str, list[Sentence]]) -> dict[str, list[Sentence]]:
-        """The splits in IOB2 with tags from the label list (val/test cut from training where missing)."""
+    def _prepare(self, raw: dict[str, tagged.TaggedSplit]) -> dict[str, datasets.Dataset]:
+        """The splits in IOB2 with tags from the label list (val/test cut from training where missing),
+        converted and checked a batch at a time."""
         hp = self.hparams
-        iob2 = {
-            role: [Sentence(s.words, to_iob2(s.tags, hp.tag_scheme, s.where), s.where) for s in sentences]
-            for role, sentences in raw.items()
-        }
-        self.id2label = self.id2label or label_list(iob2["train"])
-        known = set(self.id2label)
-        for sentences in iob2.values():
-            for sentence in sentences:
-                unknown = [t for t in sentence.tags if t not in known]
-                if unknown:
-                    raise UserError(
-                        f"{sentence.where}: tag {unknown[0]!r} (as IOB2) is not in the label list {self.id2label} "
-                        "(data.labels, or the tags of the training data). Fix the tag or add it to data.labels."
-                    )
+        iob2 = {role: tagged.iob2_sentences(split, hp.tag_scheme, self.cache_dir) for role, split in raw.items()}
+        for role, sentences in iob2.items():
+            if len(sentences) == 0:
+                raise UserError(
+                    f"the {role} split ({raw[role].prefix.strip()}) holds no tagged sentence: give a non-empty one"
+                )
+        derived = self.id2label is None
+        self.id2label = self.id2label or tagged.label_list(iob2["train"])
+        for role, sentences in iob2.items():
+            # a label list made from the training tags holds every one of them
+            if not (derived and role == "train"):
+                tagged.check_tags(raw[role], sentences, self.id2label)
         if "train" not in iob2:
             return iob2
-        return carve_missing_splits(iob2, hp.val_fraction, hp.test_fraction, hp.seed)
+        return carve_missing_splits(iob2, hp.val_fraction, hp.test_fraction, hp.seed, take=select_rows)
 
-    def _training_texts(self) -> list[str]:
-        return [" ".join(s.words) for s in self.sentences["train"]]
+    def _training_texts(self) -> tagged.SentenceTexts:
+        return tagged.SentenceTexts(self.sentences["train"])
 
-    def _windows(self, words: list[list[str]], role: str) -> tuple[list[tuple[int, int, int]], Any]:
-        """(sentence, first word, end word) of each example and their encoding: with overflow=window
-        runs of words that fit `max_length` sub-tokens, else whole sentences (truncated)."""
+    def _windows(self, words: list[list[str]]) -> tuple[list[tuple[int, int, int]], Any, list[bool]]:
+        """(sentence, first word, end word) of each example, their encoding and whether truncation cut
+        each: with overflow=window runs of words that fit `max_length` sub-tokens, else whole sentences."""
         hp = self.hparams
         if hp.overflow == "window":
             budget = hp.max_length - self.tokenizer.num_special_tokens_to_add(pair=False)
             counts = subtoken_counts(self.tokenizer, words)
             windows = [(i, a, b) for i, count in enumerate(counts) for a, b in word_windows(count, budget)]
-            if len(windows) > len(words):
-                log.info(
-                    "%s: %d sentences became %d windows of at most data.max_length=%d sub-tokens",
-                    role,
-                    len(words),
-                    len(windows),
-                    hp.max_length,
-                )
         else:
             windows = [(i, 0, len(w)) for i, w in enumerate(words)]
         encoded = self.tokenizer(
             [words[i][a:b] for i, a, b in windows], is_split_into_words=True, truncation=True, max_length=hp.max_length
         )
-        cut = sum(
+        cut = [
             max((w for w in encoded.word_ids(row) if w is not None), default=-1) < b - a - 1
             for row, (_, a, b) in enumerate(windows)
-        )
+        ]
+        return windows, encoded, cut
+
+    def _log_overflow(self, role: str, sentences: int, windows: int, cut: int) -> None:
+        hp = self.hparams
+        if windows > sentences:
+            log.info(
+                "%s: %d sentences became %d windows of at most data.max_length=%d sub-tokens",
+                role,
+                sentences,
+                windows,
+                hp.max_length,
+            )
         if cut:
             log.warning(
                 "%s: %d of %d sentences are longer than data.max_length=%d sub-tokens and were truncated "
                 "(data.overflow=window keeps them whole as several windows)",
                 role,
                 cut,
-                len(words),
+                sentences,
                 hp.max_length,
             )
-        return windows, encoded
 
     def _inputs(self, encoded: Any, row: int) -> dict[str, list[int]]:
         return {k: encoded[k][row] for k in self.tokenizer.model_input_names if k in encoded}
 
-    def _encode(self, role: str) -> list[dict[str, Any]]:
-        """input ids, sub-token labels, first-sub-token flags and the window's place in its sentence,
-        one example per window. A training window that starts inside an entity starts it with B-, so
-        its tags stay valid IOB2; evaluation keeps the file's tags, to score whole sentences."""
-        hp = self.hparams
-        sentences = self.sentences[role]
+    def _token_features(self) -> datasets.Features:
+        """The cached columns' types: 32-bit ids and labels, 8-bit flags (datasets would infer 64 bits)."""
+        ints = datasets.Sequence(datasets.Value("int32"))
+        probe = self.tokenizer([["a"]], is_split_into_words=True)
+        inputs = {k: ints for k in self.tokenizer.model_input_names if k in probe}
+        return datasets.Features(
+            {
+                **inputs,
+                "labels": ints,
+                "word_start": datasets.Sequence(datasets.Value("int8")),
+                "sentence": datasets.Value("int64"),
+                "first_word": datasets.Value("int32"),
+                "cut": datasets.Value("bool"),
+            }
+        )
+
+    def _encode_batch(self, batch: Any, indices: list[int], train: bool) -> dict[str, list]:
+        """One example per window of the batch's sentences, with a `cut` flag per window."""
         index = {tag: i for i, tag in enumerate(self.id2label)}
         inside = [index.get("I-" + tag[2:], i) if tag.startswith("B-") else i for i, tag in enumerate(self.id2label)]
-        windows, encoded = self._windows([s.words for s in sentences], role)
-        examples = []
+        windows, encoded, cut = self._windows(batch["words"])
+        out: dict[str, list] = {}
         for row, (i, a, b) in enumerate(windows):
-            tags = list(sentences[i].tags[a:b])
-            if role == "train" and tags[0].startswith("I-"):
+            tags = list(batch["tags"][i][a:b])
+            if train and tags[0].startswith("I-"):
                 tags[0] = "B-" + tags[0][2:]
-            word_ids = encoded.word_ids(row)
-            labels, starts = align_labels(word_ids, [index[t] for t in tags], hp.label_all_subtokens, inside)
-            position = {"sentence": i, "first_word": a}
-            examples.append({**self._inputs(encoded, row), "labels": labels, "word_start": starts, **position})
+            ids = [index[t] for t in tags]
+            labels, starts = align_labels(encoded.word_ids(row), ids, self.hparams.label_all_subtokens, inside)
+            example = {**self._inputs(encoded, row), "labels": labels, "word_start": starts}
+            for key, value in {**example, "sentence": indices[i], "first_word": a, "cut": cut[row]}.items():
+                out.setdefault(key, []).append(value)
+        return out
+
+    def _encode(self, role: str) -> datasets.Dataset:
+        """input ids, sub-token labels, first-sub-token flags and the window's place in its sentence,
+        one example per window, by a batched map cached in `data_dir`/text_cache/tokens. A training
+        window that starts inside an entity starts it with B-, so its tags stay valid IOB2; evaluation
+        keeps the file's tags, to score whole sentences."""
+        hp = self.hparams
+        sentences, train = self.sentences[role], role == "train"
+        key = fingerprint(
+            tagged.content_key(sentences),
+            self.id2label,
+            tokenizer_fingerprint(self.tokenizer),
+            hp.max_length,
+            hp.overflow,
+            hp.label_all_subtokens,
+            train,
+        )
+        cache_file = self.cache_dir / "tokens" / f"{role}-{key}.arrow"
+        examples, cached = cached_map(
+            sentences,
+            lambda batch, indices: self._encode_batch(batch, indices, train),
+            cache_file,
+            batch_size=tagged.BATCH,
+            with_indices=True,
+            remove_columns=sentences.column_names,
+            features=self._token_features(),
+            new_fingerprint=key,
+            desc=f"tokenising {role}",
+        )
+        cut = pc.sum(examples.data.column("cut").cast("int64")).as_py() or 0
+        self._log_overflow(role, len(sentences), len(examples), cut)
+        done = "cached in" if cached else "tokenised into"
+        log.info("%s split: %d sentences, %d examples, %s %s", role, len(sentences), len(examples), done, cache_file)
         if role == "test" and self.test_path:
             log.info("test split: %d sentences from %s", len(sentences), self.test_path)
-        return examples
+        return examples.remove_columns(["cut"])
 
     def _input_items(self, inputs: list[token_sources.TokenInput]) -> list[dict[str, Any]]:
         """Each input with its windows (see `PredictBatches`)."""
-        windows, encoded = self._windows([x.words for x in inputs], "predict")
+        windows, encoded, cut = self._windows([x.words for x in inputs])
+        self._log_overflow("predict", len(inputs), len(windows), sum(cut))
         items = [{"id": x.id, "words": x.words, "text": x.text, "spans": x.spans, "windows": []} for x in inputs]
         for row, (i, a, b) in enumerate(windows):
             _, starts = align_labels(encoded.word_ids(row), [0] * (b - a), False, [0])

@@ -1,5 +1,6 @@
 """Where tagged sentences come from: the generated corpus, a hub data set, the user's files.
-Each loader returns sentences by split role ("train", and "validation"/"test" where it has them).
+Each loader returns a `TaggedSplit` (memory-mapped where the data is not small) by split role
+("train", and "validation"/"test" where it has them).
 Also the sentences to predict: CoNLL or jsonl tokens, or raw text split into words."""
 
 import json
@@ -8,9 +9,11 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from litforge.data.inputs import expand_inputs
-from litforge.data.text.conll import Sentence, read_conll, read_tagged_file
+from litforge.data.text.conll import read_conll
 from litforge.data.text.ner_corpus import generate_sentences
 from litforge.data.text.sources import hub_splits
+from litforge.data.text.tagged_arrow import TaggedSplit, from_rows, read_tagged
+from litforge.data.text.tokenizer import fingerprint
 from litforge.utils.errors import UserError
 
 # words of raw text: runs of letters/digits (with inner hyphens or apostrophes) or one punctuation mark
@@ -21,11 +24,15 @@ INPUT_SUFFIXES = {".conll", ".iob", ".iob2", ".bio", ".bioes", ".tsv", ".txt", "
 KEY = "input"
 
 
-def load_generated(num_sentences: int, seed: int) -> dict[str, list[Sentence]]:
-    return {"train": generate_sentences(num_sentences, seed)}
+def load_generated(num_sentences: int, seed: int) -> dict[str, TaggedSplit]:
+    sentences = generate_sentences(num_sentences, seed)
+    words, tags = [s.words for s in sentences], [s.tags for s in sentences]
+    return {"train": from_rows(words, tags, "generated sentence ", f" (seed {seed})")}
 
 
-def load_files(files: dict[str, str | None], token_column: Any, tag_column: Any) -> dict[str, list[Sentence]]:
+def load_files(
+    files: dict[str, str | None], token_column: Any, tag_column: Any, cache_dir: Path
+) -> dict[str, TaggedSplit]:
     """`files` maps roles to CoNLL or jsonl paths; integer columns index the CoNLL columns."""
     if not files.get("train"):
         raise UserError(
@@ -35,7 +42,9 @@ def load_files(files: dict[str, str | None], token_column: Any, tag_column: Any)
     for key, column in (("data.token_column", token_column), ("data.tag_column", tag_column)):
         if not isinstance(column, int):
             raise UserError(f"{key}={column!r}: for CoNLL files give a column index (0 first, -1 last)")
-    return {role: read_tagged_file(path, token_column, tag_column) for role, path in files.items() if path is not None}
+    return {
+        role: read_tagged(path, token_column, tag_column, cache_dir) for role, path in files.items() if path is not None
+    }
 
 
 def _tag_names(feature: Any) -> list[str] | None:
@@ -51,8 +60,9 @@ def load_hub(
     splits: dict[str, str | None],
     token_column: Any,
     tag_column: Any,
-) -> dict[str, list[Sentence]]:
-    """The named splits of a hub data set with a list-of-tokens and a list-of-tags column."""
+) -> dict[str, TaggedSplit]:
+    """The named splits of a hub data set with a list-of-tokens and a list-of-tags column, as the
+    hub's own memory-mapped tables (tag ids become names in batches, see tagged_arrow.iob2_sentences)."""
     raw = {}
     for role, split, dataset in hub_splits(name, config_name, cache_dir, splits):
         for key, column in (("data.token_column", token_column), ("data.tag_column", tag_column)):
@@ -60,13 +70,13 @@ def load_hub(
                 raise UserError(
                     f"{name} [{split}] has no column {column!r} ({key}); its columns are {dataset.column_names}."
                 )
+        if token_column == tag_column:
+            raise UserError(f"data.token_column and data.tag_column are both {token_column!r}: give two columns.")
         names = _tag_names(dataset.features[tag_column])
-        words, tags = dataset[token_column], dataset[tag_column]
-        raw[role] = [
-            Sentence(w, [names[t] for t in ts] if names else [str(t) for t in ts], f"{name} [{split}] row {i}")
-            for i, (w, ts) in enumerate(zip(words, tags, strict=True))
-            if w
-        ]
+        renames = {old: new for old, new in ((token_column, "words"), (tag_column, "tags")) if old != new}
+        columns = dataset.select_columns([token_column, tag_column]).rename_columns(renames)
+        key = fingerprint(name, config_name, split, columns._fingerprint)
+        raw[role] = TaggedSplit(columns, f"{name} [{split}] row ", names=names, key=key)
     return raw
 
 
